@@ -1,0 +1,239 @@
+//! The job process: started per job, watched by the worker, read back as an
+//! outcome. A Rust job runs in a forked copy of the worker and reports on a
+//! pipe; an exec job is the program itself, its stderr tail kept for the record.
+
+use crate::handlers::exec::ExecHandler;
+use crate::handlers::Registry;
+use crate::payload::{exceptions, Failure, Job};
+use crate::signals::SignalPipe;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// How much of a report or of stderr the worker keeps.
+const REPORT_LIMIT: usize = 1 << 20;
+const STDERR_TAIL: usize = 2048;
+
+/// Which kind of job process this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rust,
+    Exec,
+}
+
+/// A running job process and the pipes the worker reads from it.
+#[derive(Debug)]
+pub struct JobProcess {
+    pid: Pid,
+    kind: Kind,
+    report: Option<OwnedFd>,
+    report_buf: Vec<u8>,
+    stderr: Option<OwnedFd>,
+    stderr_tail: Vec<u8>,
+}
+
+/// Starts the process for `job`. `Err` is a failure recorded without running
+/// anything (unknown or refused class, a program that cannot start).
+pub fn start(
+    job: &Job,
+    registry: &Registry,
+    exec: &ExecHandler,
+    worker_id: &str,
+    signals: &SignalPipe,
+) -> Result<JobProcess, Failure> {
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+            Failure::new(
+                exceptions::DIRTY_EXIT,
+                format!("could not create a pipe for the job process: {e}"),
+            )
+        })
+    };
+    let (read, write) = pipe()?;
+    set_nonblocking(&read);
+    if registry.contains(job.class()) {
+        // SAFETY: the worker is single-threaded, so the child gets a
+        // consistent copy of every lock and allocator.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => run_rust_child(job, registry, write, signals),
+            Ok(ForkResult::Parent { child }) => {
+                Ok(JobProcess::new(child, Kind::Rust, Some(read), None))
+            }
+            Err(e) => Err(Failure::new(
+                exceptions::DIRTY_EXIT,
+                format!("could not fork a job process: {e}"),
+            )),
+        }
+    } else {
+        let child = exec.spawn(job, worker_id, write)?;
+        Ok(JobProcess::new(
+            Pid::from_raw(child.id() as i32),
+            Kind::Exec,
+            None,
+            Some(read),
+        ))
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+/// In the forked child: run the function, report, and leave without running
+/// the worker's destructors (its Redis connection belongs to the parent).
+fn run_rust_child(job: &Job, registry: &Registry, report: OwnedFd, signals: &SignalPipe) -> ! {
+    signals.reset_in_child();
+    crate::handlers::registry::capture_panic_locations();
+    let failure = match registry.perform(job) {
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(e.into_failure()),
+        None => Some(Failure::new(
+            exceptions::UNKNOWN_JOB_CLASS,
+            format!("no function registered for {}", job.class()),
+        )),
+    };
+    let mut text = serde_json::to_vec(&failure).unwrap_or_default();
+    text.truncate(REPORT_LIMIT);
+    let mut rest = &text[..];
+    while !rest.is_empty() {
+        match nix::unistd::write(&report, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    // SAFETY: _exit skips atexit handlers and destructors, which belong to
+    // the worker process this one was copied from.
+    unsafe { libc::_exit(0) }
+}
+
+impl JobProcess {
+    fn new(pid: Pid, kind: Kind, report: Option<OwnedFd>, stderr: Option<OwnedFd>) -> JobProcess {
+        JobProcess {
+            pid,
+            kind,
+            report,
+            report_buf: Vec::new(),
+            stderr,
+            stderr_tail: Vec::new(),
+        }
+    }
+
+    /// The job process's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// The pipes still open, to poll for readability.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.report
+            .iter()
+            .chain(self.stderr.iter())
+            .map(|f| f.as_fd())
+            .collect()
+    }
+
+    /// Reads whatever the pipes hold now, without blocking.
+    pub fn read_pipes(&mut self) {
+        if let Some(fd) = &self.report {
+            if drain(fd, &mut self.report_buf, REPORT_LIMIT, false) {
+                self.report = None;
+            }
+        }
+        if let Some(fd) = &self.stderr {
+            if drain(fd, &mut self.stderr_tail, STDERR_TAIL, true) {
+                self.stderr = None;
+            }
+        }
+    }
+
+    /// Sends a signal to the job process (never to the worker).
+    pub fn signal(&self, sig: Signal) {
+        let _ = kill(self.pid, sig);
+    }
+
+    /// Reaps the process if it has ended.
+    pub fn try_reap(&mut self) -> Option<WaitStatus> {
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => None,
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => Some(status),
+            Ok(_) => None,
+            // ECHILD: already reaped; should not happen, but never wait forever.
+            Err(_) => Some(WaitStatus::Exited(self.pid, 255)),
+        }
+    }
+
+    /// Turns the end of the process into an outcome: `None` = complete.
+    pub fn outcome(mut self, status: WaitStatus) -> Option<Failure> {
+        self.read_pipes();
+        match status {
+            WaitStatus::Signaled(pid, sig, core) => Some(Failure::new(
+                exceptions::DIRTY_EXIT,
+                format!(
+                    "Child process received unhandled signal pid {pid} {} (signal {}){}",
+                    sig.as_str(),
+                    sig as i32,
+                    if core { " (core dumped)" } else { "" }
+                ),
+            )),
+            WaitStatus::Exited(pid, code) => match self.kind {
+                Kind::Rust => match serde_json::from_slice::<Option<Failure>>(&self.report_buf) {
+                    Ok(failure) if !self.report_buf.is_empty() => failure,
+                    _ => Some(Failure::new(
+                        exceptions::DIRTY_EXIT,
+                        format!("Job process pid {pid} exited with code {code} without reporting a result"),
+                    )),
+                },
+                Kind::Exec if code == 0 => None,
+                Kind::Exec => {
+                    let tail = String::from_utf8_lossy(&self.stderr_tail);
+                    let tail = tail.trim();
+                    Some(Failure::new(
+                        exceptions::JOB_FAILED,
+                        if tail.is_empty() {
+                            format!("exited with code {code}")
+                        } else {
+                            format!("exited with code {code}: {tail}")
+                        },
+                    ))
+                }
+            },
+            other => Some(Failure::new(
+                exceptions::DIRTY_EXIT,
+                format!("Job process ended unexpectedly: {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Reads all available bytes; keeps the first `limit` (or, with `tail`, the
+/// last `limit`). Returns true at end of file or on an error.
+fn drain(fd: &OwnedFd, buf: &mut Vec<u8>, limit: usize, tail: bool) -> bool {
+    let mut chunk = [0u8; 8192];
+    loop {
+        match nix::unistd::read(fd, &mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => {
+                if tail {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.len() > limit {
+                        buf.drain(..buf.len() - limit);
+                    }
+                } else if buf.len() < limit {
+                    let room = limit - buf.len();
+                    buf.extend_from_slice(&chunk[..n.min(room)]);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return false,
+            Err(_) => return true,
+        }
+    }
+}

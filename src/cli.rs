@@ -1,0 +1,240 @@
+//! The command line: flags with Resque's environment variables as fallbacks,
+//! and the subcommands. [`run`] is the whole program; a user's own binary
+//! calls it with its own [`Registry`].
+
+use crate::config::{self, RedisSettings, WorkerSettings};
+use crate::error::{Error, Result};
+use crate::handlers::Registry;
+use crate::keys::DEFAULT_PREFIX;
+use crate::queues::QueueSpec;
+use crate::store::Store;
+use crate::worker::Worker;
+use crate::{producer, Keys};
+use clap::builder::FalseyValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Every option can also be set by the environment variable shown beside it; a
+variable set to the empty string counts as unset. RUST_LOG, when set, overrides
+VERBOSE/VVERBOSE (e.g. RUST_LOG=resque_fork=debug).
+
+Signals: QUIT finishes the current job then exits; TERM/INT kill the current
+job (recorded as Resque::DirtyExit) and exit; USR1 kills the current job only;
+USR2 pauses; CONT resumes.";
+
+/// A Resque-compatible background-job worker that forks per job.
+#[derive(Debug, Parser)]
+#[command(name = "resque-fork", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    work: WorkArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct RedisArgs {
+    /// Redis to use: redis://[user:pass@]host:port/db, rediss://…, or unix:///path/to/socket
+    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL")]
+    redis_url: Option<String>,
+    /// php-resque's form: host:port, redis://…, tcp://… or unix:///path (REDIS_URL wins)
+    #[arg(long, env = "REDIS_BACKEND", global = true, value_name = "DSN")]
+    redis_backend: Option<String>,
+    /// Database number for REDIS_BACKEND, when its DSN names none
+    #[arg(long, env = "REDIS_BACKEND_DB", global = true, value_name = "N")]
+    redis_backend_db: Option<String>,
+    /// Key namespace; a ':' is appended unless present
+    #[arg(long, env = "PREFIX", global = true, default_value = DEFAULT_PREFIX)]
+    prefix: String,
+}
+
+#[derive(Debug, Args)]
+struct LogArgs {
+    /// Log each job and lifecycle step (INFO level)
+    #[arg(short, long, env = "VERBOSE", global = true, action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    verbose: bool,
+    /// Same as --verbose (php-resque's name)
+    #[arg(long, env = "LOGGING", global = true, action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new(), hide_short_help = true)]
+    logging: bool,
+    /// Log everything, including each Redis step (DEBUG level)
+    #[arg(long, env = "VVERBOSE", global = true, action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    vverbose: bool,
+}
+
+#[derive(Debug, Args)]
+struct WorkArgs {
+    /// Queues in priority order, comma-separated; '*' = all, globs and '!skip' allowed
+    #[arg(short, long, env = "QUEUE", value_name = "LIST")]
+    queue: Option<String>,
+    /// Ruby resque's name for --queue; wins over QUEUE
+    #[arg(long, env = "QUEUES", value_name = "LIST", hide_short_help = true)]
+    queues: Option<String>,
+    /// Seconds to sleep when the queues are empty (fractions allowed); 0 = drain the queues, then exit
+    #[arg(short, long, env = "INTERVAL", default_value = "5", value_name = "SECONDS",
+          value_parser = config::parse_interval)]
+    interval: std::time::Duration,
+    /// Directory of job programs: class Foo runs JOBS_DIR/Foo
+    #[arg(long, env = "JOBS_DIR", default_value = "jobs", value_name = "DIR")]
+    jobs_dir: PathBuf,
+    /// Write the worker's pid to this file while it runs
+    #[arg(long, env = "PIDFILE", value_name = "FILE")]
+    pidfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Put a job on a queue; prints its id
+    Enqueue {
+        /// The queue name
+        queue: String,
+        /// The job class
+        class: String,
+        /// Arguments: each parsed as JSON, or taken as a string when it is not JSON
+        args: Vec<String>,
+        /// Track the job's status (php-resque's status key), readable with `status`
+        #[arg(long)]
+        track: bool,
+    },
+    /// Show the status of a job enqueued with --track
+    Status {
+        /// The id printed by `enqueue`
+        job_id: String,
+    },
+}
+
+impl LogArgs {
+    fn init(&self) {
+        let default = if self.vverbose {
+            "debug"
+        } else if self.verbose || self.logging {
+            "info"
+        } else {
+            "warn"
+        };
+        let pid = std::process::id();
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+            .format(move |buf, record| {
+                writeln!(
+                    buf,
+                    "{} {:<5} resque-fork[{pid}]: {}",
+                    crate::timefmt::iso8601_z(crate::timefmt::now_epoch()),
+                    record.level(),
+                    record.args()
+                )
+            })
+            .init();
+    }
+}
+
+impl RedisArgs {
+    fn settings(&self) -> Result<RedisSettings> {
+        Ok(RedisSettings {
+            url: config::redis_url(
+                non_empty(&self.redis_url),
+                non_empty(&self.redis_backend),
+                non_empty(&self.redis_backend_db),
+            )?,
+            prefix: self.prefix.clone(),
+        })
+    }
+
+    fn store(&self) -> Result<Store> {
+        let settings = self.settings()?;
+        Store::connect(&settings.url, Keys::new(&settings.prefix))
+    }
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+impl WorkArgs {
+    fn settings(&self) -> Result<WorkerSettings> {
+        let list = non_empty(&self.queues)
+            .or(non_empty(&self.queue))
+            .ok_or_else(|| {
+                Error::Config(
+                    "no queues given: set QUEUE (e.g. QUEUE=high,low or QUEUE=*) or pass --queue"
+                        .into(),
+                )
+            })?;
+        Ok(WorkerSettings {
+            queues: QueueSpec::parse(list).map_err(Error::Config)?,
+            interval: self.interval,
+            jobs_dir: config::absolute(&self.jobs_dir)?,
+            pidfile: self.pidfile.clone(),
+        })
+    }
+}
+
+/// Parses an `enqueue` argument: JSON when it parses, else a string.
+fn parse_arg(arg: &str) -> serde_json::Value {
+    serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.to_string()))
+}
+
+/// Runs the program with the jobs in `registry` (classes not in it go to the
+/// exec handler) and returns the process exit code: 0 success, 1 failure to
+/// act (Redis unreachable, unknown job id), 2 bad usage or configuration.
+pub fn run(registry: Registry) -> i32 {
+    let cli = Cli::parse();
+    cli.log.init();
+    match dispatch(cli, &registry) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("resque-fork: {e}");
+            match e {
+                Error::Config(_) => 2,
+                _ => 1,
+            }
+        }
+    }
+}
+
+fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
+    match &cli.command {
+        Some(Command::Enqueue {
+            queue,
+            class,
+            args,
+            track,
+        }) => {
+            let args: Vec<_> = args.iter().map(|a| parse_arg(a)).collect();
+            let mut store = cli.redis.store()?;
+            let id = producer::enqueue(&mut store, queue, class, &args, *track)?;
+            println!("{id}");
+            Ok(())
+        }
+        Some(Command::Status { job_id }) => {
+            let mut store = cli.redis.store()?;
+            let status = producer::status(&mut store, job_id)?;
+            println!("{}", producer::describe(&status));
+            Ok(())
+        }
+        None => work(&cli, registry),
+    }
+}
+
+fn work(cli: &Cli, registry: &Registry) -> Result<()> {
+    let settings = cli.work.settings()?;
+    let redis = cli.redis.settings()?;
+    let pidfile = settings.pidfile.clone();
+    let worker = Worker::new(settings, &redis, registry)?;
+    if let Some(path) = &pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| Error::io(format!("writing PIDFILE {}", path.display()), e))?;
+    }
+    let result = worker.run();
+    if let Some(path) = &pidfile {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}

@@ -1,0 +1,164 @@
+//! Validated settings, built from the command line and environment.
+
+use crate::error::{Error, Result};
+use crate::queues::QueueSpec;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where Redis is and which namespace to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// A URL the `redis` crate accepts: `redis://`, `rediss://`, `unix://`.
+    pub url: String,
+    /// The key prefix as given (the php `:` rule is applied by `Keys`).
+    pub prefix: String,
+}
+
+/// The default when neither `REDIS_URL` nor `REDIS_BACKEND` is set.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Resolves `REDIS_URL`, else php's `REDIS_BACKEND` (+ `REDIS_BACKEND_DB`),
+/// into one URL.
+///
+/// ```
+/// use resque_fork::config::redis_url;
+/// assert_eq!(redis_url(None, Some("10.0.0.5:6380"), Some("2")).unwrap(), "redis://10.0.0.5:6380/2");
+/// assert_eq!(redis_url(None, Some("tcp://h:1/3"), Some("2")).unwrap(), "redis://h:1/3");
+/// assert_eq!(redis_url(None, Some("unix:///run/r.sock"), Some("1")).unwrap(), "unix:///run/r.sock?db=1");
+/// assert_eq!(redis_url(Some("redis://x/4"), Some("ignored:1"), None).unwrap(), "redis://x/4");
+/// ```
+pub fn redis_url(
+    url: Option<&str>,
+    backend: Option<&str>,
+    backend_db: Option<&str>,
+) -> Result<String> {
+    if let Some(url) = url {
+        let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok {
+            return Err(Error::Config(format!(
+                "REDIS_URL {url:?} must start with redis://, rediss:// or unix://"
+            )));
+        }
+        return Ok(url.to_string());
+    }
+    let Some(backend) = backend else {
+        return Ok(DEFAULT_REDIS_URL.to_string());
+    };
+    let db = match backend_db {
+        None => None,
+        Some(d) => Some(d.parse::<u32>().map_err(|_| {
+            Error::Config(format!("REDIS_BACKEND_DB {d:?} is not a database number"))
+        })?),
+    };
+    let (scheme, rest) = match backend.split_once("://") {
+        Some(("tcp" | "redis", rest)) => ("redis://", rest),
+        Some(("rediss", rest)) => ("rediss://", rest),
+        Some(("unix", rest)) => {
+            let has_db = rest.contains("db=");
+            return Ok(match db {
+                Some(d) if !has_db => {
+                    let sep = if rest.contains('?') { '&' } else { '?' };
+                    format!("unix://{rest}{sep}db={d}")
+                }
+                _ => format!("unix://{rest}"),
+            });
+        }
+        Some((other, _)) => {
+            return Err(Error::Config(format!(
+                "REDIS_BACKEND scheme {other:?} is not supported (use host:port, redis://, tcp:// or unix://)"
+            )))
+        }
+        None => ("redis://", backend),
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, p),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err(Error::Config(format!(
+            "REDIS_BACKEND {backend:?} names no host"
+        )));
+    }
+    let authority = if authority
+        .rsplit('@')
+        .next()
+        .is_some_and(|h| h.contains(':'))
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:6379")
+    };
+    let path_db = path.split('?').next().unwrap_or("");
+    Ok(match db {
+        Some(d) if path_db.is_empty() => format!("{scheme}{authority}/{d}"),
+        _ if path.is_empty() => format!("{scheme}{authority}"),
+        _ => format!("{scheme}{authority}/{path}"),
+    })
+}
+
+/// Everything a worker needs besides Redis.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Queues in priority order (patterns allowed).
+    pub queues: QueueSpec,
+    /// Sleep between polls of empty queues; zero = drain the queues and exit.
+    pub interval: Duration,
+    /// Where exec-handler programs live (absolute).
+    pub jobs_dir: PathBuf,
+    /// Where to write our pid, if anywhere.
+    pub pidfile: Option<PathBuf>,
+}
+
+/// Parses `INTERVAL`: seconds, fractions allowed, not negative.
+///
+/// ```
+/// use resque_fork::config::parse_interval;
+/// assert_eq!(parse_interval("0.5").unwrap().as_millis(), 500);
+/// assert!(parse_interval("-1").is_err());
+/// assert!(parse_interval("soon").is_err());
+/// ```
+pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "{text:?} must be zero or a positive number of seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Makes a path absolute against the current directory.
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path)
+        .map_err(|e| Error::io(format!("resolving the path {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_forms() {
+        assert_eq!(redis_url(None, None, None).unwrap(), DEFAULT_REDIS_URL);
+        assert_eq!(
+            redis_url(None, Some("localhost"), None).unwrap(),
+            "redis://localhost:6379"
+        );
+        assert_eq!(
+            redis_url(None, Some("redis://:pw@h:7/1?timeout=2"), Some("5")).unwrap(),
+            "redis://:pw@h:7/1?timeout=2"
+        );
+        assert_eq!(
+            redis_url(None, Some("redis://user:pw@h"), Some("5")).unwrap(),
+            "redis://user:pw@h:6379/5"
+        );
+        assert!(redis_url(None, Some("h:1"), Some("x")).is_err());
+        assert!(redis_url(None, Some("ftp://h"), None).is_err());
+        assert!(redis_url(Some("localhost:6379"), None, None).is_err());
+    }
+}

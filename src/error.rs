@@ -1,0 +1,79 @@
+//! The error type callers act on.
+
+use std::fmt;
+
+/// Everything that can stop resque-fork from doing what it was asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting or argument is invalid (exit code 2 for the CLI).
+    Config(String),
+    /// Redis refused, dropped or failed a command; `action` says what we were doing.
+    Redis {
+        action: String,
+        source: redis::RedisError,
+    },
+    /// A system call failed; `action` says which and on what.
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+    /// Something the user asked about does not exist (an unknown job id, say).
+    NotFound(String),
+}
+
+impl Error {
+    /// Wraps a Redis error with what was being done.
+    pub fn redis(action: impl Into<String>, source: redis::RedisError) -> Error {
+        Error::Redis {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(action: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// True when the error means the connection to Redis is gone or unusable,
+    /// so reconnecting may help.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_timeout()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(msg) => write!(f, "{msg}"),
+            Error::Redis { action, source } => write!(f, "{action}: {source}"),
+            Error::Io { action, source } => write!(f, "{action}: {source}"),
+            Error::NotFound(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Redis { source, .. } => Some(source),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for results carrying [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

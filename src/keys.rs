@@ -1,0 +1,160 @@
+//! Every Redis key name resque-fork reads or writes, built from one prefix.
+//!
+//! The names are the public contract shared with Ruby resque, php-resque and
+//! resque-web; nothing outside this module spells a key.
+
+/// Key names under one namespace prefix (`resque:` by default).
+///
+/// ```
+/// use resque_fork::keys::Keys;
+/// let keys = Keys::new("myapp");
+/// assert_eq!(keys.queue("mail"), "myapp:queue:mail");
+/// assert_eq!(Keys::default().failed(), "resque:failed");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::new(DEFAULT_PREFIX)
+    }
+}
+
+/// The namespace every Resque implementation uses unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "resque:";
+
+impl Keys {
+    /// Applies php-resque's rule: a `:` is appended unless the prefix already
+    /// ends with one; an empty prefix means no namespace at all.
+    pub fn new(prefix: &str) -> Keys {
+        let prefix = if prefix.is_empty() || prefix.ends_with(':') {
+            prefix.to_string()
+        } else {
+            format!("{prefix}:")
+        };
+        Keys { prefix }
+    }
+
+    /// The prefix with its trailing `:`, e.g. `resque:`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{}", self.prefix, rest)
+    }
+
+    /// Set of every queue name ever enqueued to.
+    pub fn queues(&self) -> String {
+        self.key("queues")
+    }
+
+    /// The list holding one queue's job payloads.
+    pub fn queue(&self, name: &str) -> String {
+        self.key(&format!("queue:{name}"))
+    }
+
+    /// Set of registered worker ids.
+    pub fn workers(&self) -> String {
+        self.key("workers")
+    }
+
+    /// The job a worker is processing (absent when idle).
+    pub fn worker(&self, id: &str) -> String {
+        self.key(&format!("worker:{id}"))
+    }
+
+    /// When a worker registered.
+    pub fn worker_started(&self, id: &str) -> String {
+        self.key(&format!("worker:{id}:started"))
+    }
+
+    /// Hash of worker id to last heartbeat time.
+    pub fn heartbeat(&self) -> String {
+        self.key("workers:heartbeat")
+    }
+
+    /// Ruby's lock that lets one worker at a time prune dead ones.
+    pub fn prune_lock(&self) -> String {
+        self.key("pruning_dead_workers_in_progress")
+    }
+
+    /// A global counter: `processed` or `failed`.
+    pub fn stat(&self, name: &str) -> String {
+        self.key(&format!("stat:{name}"))
+    }
+
+    /// A per-worker counter: `processed` or `failed`.
+    pub fn worker_stat(&self, name: &str, id: &str) -> String {
+        self.key(&format!("stat:{name}:{id}"))
+    }
+
+    /// The failure list resque-web shows.
+    pub fn failed(&self) -> String {
+        self.key("failed")
+    }
+
+    /// php-resque's status key: `job:[PFX_]ID:status`, where `PFX` is the
+    /// payload's own `prefix` field (not the Redis prefix).
+    pub fn job_status(&self, payload_prefix: Option<&str>, id: &str) -> String {
+        match payload_prefix {
+            Some(p) if !p.is_empty() => self.key(&format!("job:{p}_{id}:status")),
+            _ => self.key(&format!("job:{id}:status")),
+        }
+    }
+
+    /// php-resque's key holding the pid of the process running a job.
+    pub fn job_pid(&self, id: &str) -> String {
+        self.key(&format!("job:{id}:pid"))
+    }
+
+    /// Set to `true` by an operator to pause every worker.
+    pub fn pause_all(&self) -> String {
+        self.key("pause-all-workers")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn php_prefix_rule() {
+        assert_eq!(Keys::new("resque").prefix(), "resque:");
+        assert_eq!(Keys::new("resque:").prefix(), "resque:");
+        assert_eq!(Keys::new("resque:GitHub").prefix(), "resque:GitHub:");
+        assert_eq!(Keys::new("").prefix(), "");
+    }
+
+    #[test]
+    fn key_catalogue() {
+        let k = Keys::default();
+        let id = "web1:4242:high,mail";
+        assert_eq!(k.queues(), "resque:queues");
+        assert_eq!(k.queue("mail"), "resque:queue:mail");
+        assert_eq!(k.workers(), "resque:workers");
+        assert_eq!(k.worker(id), "resque:worker:web1:4242:high,mail");
+        assert_eq!(
+            k.worker_started(id),
+            "resque:worker:web1:4242:high,mail:started"
+        );
+        assert_eq!(k.heartbeat(), "resque:workers:heartbeat");
+        assert_eq!(k.prune_lock(), "resque:pruning_dead_workers_in_progress");
+        assert_eq!(k.stat("processed"), "resque:stat:processed");
+        assert_eq!(
+            k.worker_stat("failed", id),
+            "resque:stat:failed:web1:4242:high,mail"
+        );
+        assert_eq!(k.failed(), "resque:failed");
+        assert_eq!(k.job_status(None, "9f1c"), "resque:job:9f1c:status");
+        assert_eq!(k.job_status(Some(""), "9f1c"), "resque:job:9f1c:status");
+        assert_eq!(
+            k.job_status(Some("shop"), "9f1c"),
+            "resque:job:shop_9f1c:status"
+        );
+        assert_eq!(k.job_pid("9f1c"), "resque:job:9f1c:pid");
+        assert_eq!(k.pause_all(), "resque:pause-all-workers");
+    }
+}

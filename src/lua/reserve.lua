@@ -1,0 +1,38 @@
+-- Pops the first job in priority order AND records it as in flight, in one
+-- atomic step: no instant exists at which a popped job is recorded nowhere.
+-- KEYS[1] worker:ID   KEYS[2] pause-all-workers   KEYS[3..] queue lists
+-- ARGV[1] run_at (JSON string)   ARGV[2] worker name host:pid (JSON string)
+-- ARGV[3] key prefix   ARGV[4] now (epoch s)   ARGV[5] '1' = honour pause-all-workers
+-- ARGV[6..] queue names (JSON strings), one per queue key
+-- Returns {0} when every queue is empty, {-1} when paused, else
+-- {queue index (1-based), payload, the worker:ID record}.
+if ARGV[5] == '1' then
+  local pause = redis.call('GET', KEYS[2])
+  if pause and string.match(string.lower(pause), '^%s*(.-)%s*$') == 'true' then
+    return {-1}
+  end
+end
+for i = 3, #KEYS do
+  local raw = redis.call('LPOP', KEYS[i])
+  if raw then
+    -- Decode only to check the text is an object and to read id/prefix; a
+    -- decode error must not abort the script after the LPOP, hence pcall.
+    local ok, job = false, nil
+    if string.find(raw, '^%s*{') then ok, job = pcall(cjson.decode, raw) end
+    local payload = raw
+    if not (ok and type(job) == 'table') then
+      job = nil
+      payload = '{"raw":' .. cjson.encode(raw) .. '}'
+    end
+    local record = '{"queue":' .. ARGV[i + 3] .. ',"run_at":' .. ARGV[1] ..
+      ',"payload":' .. payload .. ',"worker":' .. ARGV[2] .. '}'
+    redis.call('SET', KEYS[1], record)
+    if job and type(job.id) == 'string' and job.id ~= '' then
+      local pfx = ''
+      if type(job.prefix) == 'string' and job.prefix ~= '' then pfx = job.prefix .. '_' end
+      set_status(ARGV[3] .. 'job:' .. pfx .. job.id .. ':status', 2, ARGV[4])
+    end
+    return {i - 2, raw, record}
+  end
+end
+return {0}

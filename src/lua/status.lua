@@ -1,0 +1,14 @@
+-- php-resque's status record, written only where the key exists (the enqueuer
+-- creates it when tracking was asked for), keeping `started` as php does.
+local function set_status(key, state, now)
+  local old = redis.call('GET', key)
+  if not old then return end
+  local started = 'null'
+  local ok, decoded = pcall(cjson.decode, old)
+  if ok and type(decoded) == 'table' and type(decoded.started) == 'number' then
+    started = string.format('%d', decoded.started)
+  end
+  redis.call('SET', key, '{"status":' .. state .. ',"updated":' .. now ..
+    ',"started":' .. started .. ',"result":null}')
+  if state == 3 or state == 4 then redis.call('EXPIRE', key, 86400) end
+end

@@ -1,0 +1,399 @@
+//! The JSON documents of the Resque contract: the job payload, the failure
+//! record, the in-flight record in `worker:ID` and php's status record.
+//!
+//! Payload text popped from a queue is kept byte for byte and embedded as is
+//! wherever it is written back; it is never decoded and re-encoded.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A job taken from a queue: its raw text plus the fields a worker needs.
+#[derive(Debug, Clone)]
+pub struct Job {
+    raw: String,
+    queue: String,
+    class: String,
+    args: Vec<Value>,
+    fields: Map<String, Value>,
+}
+
+/// Why a payload could not be run. Each becomes a failure record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MalformedPayload {
+    /// The text is not JSON at all.
+    NotJson(String),
+    /// Valid JSON, but not an object.
+    NotObject,
+    /// No `class`, or a `class` that is not a string.
+    MissingClass,
+    /// `args` is present but is not an array.
+    ArgsNotArray,
+}
+
+impl fmt::Display for MalformedPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MalformedPayload::NotJson(e) => write!(f, "payload is not valid JSON ({e})"),
+            MalformedPayload::NotObject => write!(f, "payload is not a JSON object"),
+            MalformedPayload::MissingClass => {
+                write!(f, "payload has no string \"class\" field")
+            }
+            MalformedPayload::ArgsNotArray => write!(f, "payload \"args\" is not an array"),
+        }
+    }
+}
+
+impl Job {
+    /// Parses a payload as popped from `queue`. A missing or `null` `args`
+    /// counts as `[]`, as in Ruby resque; unknown fields are kept.
+    ///
+    /// ```
+    /// use resque_fork::Job;
+    /// let job = Job::parse(r#"{"class":"Mailer","args":[7,"welcome"],"id":"ab12"}"#, "mail").unwrap();
+    /// assert_eq!(job.class(), "Mailer");
+    /// assert_eq!(job.args().len(), 2);
+    /// assert_eq!(job.id(), Some("ab12"));
+    /// ```
+    pub fn parse(raw: &str, queue: &str) -> Result<Job, MalformedPayload> {
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| MalformedPayload::NotJson(e.to_string()))?;
+        let Value::Object(fields) = value else {
+            return Err(MalformedPayload::NotObject);
+        };
+        let class = match fields.get("class") {
+            Some(Value::String(c)) => c.clone(),
+            _ => return Err(MalformedPayload::MissingClass),
+        };
+        let args = match fields.get("args") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(MalformedPayload::ArgsNotArray),
+        };
+        Ok(Job {
+            raw: raw.to_string(),
+            queue: queue.to_string(),
+            class,
+            args,
+            fields,
+        })
+    }
+
+    /// The payload exactly as it was popped.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The queue the job was taken from.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The job class name.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// The whole `args` array. php-resque jobs carry their arguments as one
+    /// object in `args[0]`.
+    pub fn args(&self) -> &[Value] {
+        &self.args
+    }
+
+    /// The `args` array as JSON text, as handed to exec-handler programs.
+    pub fn args_json(&self) -> String {
+        match self.fields.get("args") {
+            Some(v @ Value::Array(_)) => v.to_string(),
+            _ => "[]".to_string(),
+        }
+    }
+
+    /// The payload's `id` (php-resque, node-resque and our own enqueue set it).
+    pub fn id(&self) -> Option<&str> {
+        match self.fields.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// php-resque's payload `prefix`, which names the status key.
+    pub fn status_prefix(&self) -> Option<&str> {
+        match self.fields.get("prefix") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Any payload field, including ones resque-fork does not interpret.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+}
+
+/// What went wrong with a job, as written into the failure record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The exception class name shown by resque-web, e.g. `Resque::DirtyExit`.
+    pub exception: String,
+    /// The message.
+    pub error: String,
+    /// Stack frames or other detail lines; may be empty.
+    #[serde(default)]
+    pub backtrace: Vec<String>,
+}
+
+impl Failure {
+    /// A failure with no backtrace.
+    pub fn new(exception: impl Into<String>, error: impl Into<String>) -> Failure {
+        Failure {
+            exception: exception.into(),
+            error: error.into(),
+            backtrace: Vec::new(),
+        }
+    }
+}
+
+/// Exception names resque-fork writes into failure records.
+pub mod exceptions {
+    /// A job process that died abnormally (Ruby's wording and class).
+    pub const DIRTY_EXIT: &str = "Resque::DirtyExit";
+    /// A job left behind by a worker judged dead by its heartbeat.
+    pub const PRUNE_DEAD_WORKER_DIRTY_EXIT: &str = "Resque::PruneDeadWorkerDirtyExit";
+    /// A payload that is not a runnable job.
+    pub const MALFORMED_PAYLOAD: &str = "ResqueFork::MalformedPayload";
+    /// A class with no handler: not registered, and no program in `JOBS_DIR`.
+    pub const UNKNOWN_JOB_CLASS: &str = "ResqueFork::UnknownJobClass";
+    /// A class name refused because it could name a file outside `JOBS_DIR`.
+    pub const INVALID_JOB_CLASS: &str = "ResqueFork::InvalidJobClass";
+    /// An exec-handler program that exited non-zero.
+    pub const JOB_FAILED: &str = "ResqueFork::JobFailed";
+    /// A Rust job function that panicked.
+    pub const PANIC: &str = "ResqueFork::Panic";
+}
+
+/// A failure record for the `failed` list, fields in Ruby's order.
+///
+/// `payload` is the popped text embedded verbatim, or `null` when the text is
+/// not a JSON object (then `raw` keeps it, so nothing is lost).
+#[derive(Debug, Serialize)]
+pub struct FailureRecord<'a> {
+    pub failed_at: String,
+    pub payload: &'a RawValue,
+    pub exception: &'a str,
+    pub error: &'a str,
+    pub backtrace: &'a [String],
+    pub worker: &'a str,
+    pub queue: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<&'a str>,
+}
+
+/// The JSON text of `null`, for records whose payload is not an object.
+fn null_raw() -> &'static RawValue {
+    // A literal known to be valid JSON.
+    serde_json::from_str::<&RawValue>("null").unwrap_or_else(|_| unreachable!())
+}
+
+/// Builds the failure record text for a payload popped from `queue`.
+///
+/// ```
+/// use resque_fork::payload::{failure_record, Failure};
+/// let rec = failure_record(r#"{"class":"Mailer","args":[]}"#, "mail",
+///     &Failure::new("RuntimeError", "boom"), "web1:4242:mail", 1705314600);
+/// assert_eq!(rec, r#"{"failed_at":"2024/01/15 10:30:00 UTC","payload":{"class":"Mailer","args":[]},"exception":"RuntimeError","error":"boom","backtrace":[],"worker":"web1:4242:mail","queue":"mail"}"#);
+/// ```
+pub fn failure_record(
+    raw_payload: &str,
+    queue: &str,
+    failure: &Failure,
+    worker: &str,
+    now: i64,
+) -> String {
+    let trimmed = raw_payload.trim();
+    let object = if trimmed.starts_with('{') {
+        serde_json::from_str::<&RawValue>(trimmed).ok()
+    } else {
+        None
+    };
+    let record = FailureRecord {
+        failed_at: crate::timefmt::failed_at(now),
+        payload: match object {
+            Some(o) => o,
+            None => null_raw(),
+        },
+        exception: &failure.exception,
+        error: &failure.error,
+        backtrace: &failure.backtrace,
+        worker,
+        queue,
+        raw: if object.is_none() {
+            Some(raw_payload)
+        } else {
+            None
+        },
+    };
+    // Serializing borrowed strings and valid raw JSON cannot fail.
+    serde_json::to_string(&record).unwrap_or_default()
+}
+
+/// The in-flight record in `worker:ID`, as read back (by pruning, or by the
+/// operations commands). Written by the reserve script, never by serde.
+#[derive(Debug, Deserialize)]
+pub struct WorkerRecord {
+    pub queue: String,
+    #[serde(default)]
+    pub run_at: Option<String>,
+    pub payload: Box<RawValue>,
+}
+
+impl WorkerRecord {
+    /// Parses a `worker:ID` value; `None` when it is not a record.
+    pub fn parse(text: &str) -> Option<WorkerRecord> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// The job class named in the payload, if any.
+    pub fn class(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct ClassOnly {
+            class: Option<String>,
+        }
+        serde_json::from_str::<ClassOnly>(self.payload.get())
+            .ok()
+            .and_then(|c| c.class)
+    }
+}
+
+/// php-resque's job states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Waiting = 1,
+    Running = 2,
+    Failed = 3,
+    Complete = 4,
+}
+
+impl JobState {
+    /// From the numeric `status` field.
+    pub fn from_code(code: i64) -> Option<JobState> {
+        match code {
+            1 => Some(JobState::Waiting),
+            2 => Some(JobState::Running),
+            3 => Some(JobState::Failed),
+            4 => Some(JobState::Complete),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name: `waiting`, `running`, `failed`, `complete`.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Running => "running",
+            JobState::Failed => "failed",
+            JobState::Complete => "complete",
+        }
+    }
+}
+
+/// php-resque's status record `{"status":N,"updated":T,"started":T,"result":null}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub status: i64,
+    pub updated: Option<i64>,
+    #[serde(default)]
+    pub started: Option<i64>,
+    #[serde(default)]
+    pub result: Value,
+}
+
+impl StatusRecord {
+    /// The record php-resque writes when a tracked job is enqueued.
+    pub fn waiting(now: i64) -> StatusRecord {
+        StatusRecord {
+            status: JobState::Waiting as i64,
+            updated: Some(now),
+            started: Some(now),
+            result: Value::Null,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_kinds() {
+        assert!(matches!(
+            Job::parse("{nope", "q"),
+            Err(MalformedPayload::NotJson(_))
+        ));
+        assert_eq!(
+            Job::parse("[1,2]", "q").unwrap_err(),
+            MalformedPayload::NotObject
+        );
+        assert_eq!(
+            Job::parse(r#"{"args":[]}"#, "q").unwrap_err(),
+            MalformedPayload::MissingClass
+        );
+        assert_eq!(
+            Job::parse(r#"{"class":5,"args":[]}"#, "q").unwrap_err(),
+            MalformedPayload::MissingClass
+        );
+        assert_eq!(
+            Job::parse(r#"{"class":"A","args":{"a":1}}"#, "q").unwrap_err(),
+            MalformedPayload::ArgsNotArray
+        );
+        let job = Job::parse(r#"{"class":"A"}"#, "q").unwrap();
+        assert!(job.args().is_empty());
+        assert_eq!(job.args_json(), "[]");
+    }
+
+    #[test]
+    fn failure_record_golden() {
+        // Written out by hand from RESQUE_PROTOCOL.md 2.7.
+        let rec = failure_record(
+            r#"{"class":"Mailer","args":[7,"welcome"]}"#,
+            "mail",
+            &Failure {
+                exception: "RuntimeError".into(),
+                error: "boom".into(),
+                backtrace: vec!["/app/jobs/mailer.rb:5:in `perform'".into()],
+            },
+            "web1:4242:high,mail",
+            1_705_314_600,
+        );
+        assert_eq!(
+            rec,
+            r#"{"failed_at":"2024/01/15 10:30:00 UTC","payload":{"class":"Mailer","args":[7,"welcome"]},"exception":"RuntimeError","error":"boom","backtrace":["/app/jobs/mailer.rb:5:in `perform'"],"worker":"web1:4242:high,mail","queue":"mail"}"#
+        );
+    }
+
+    #[test]
+    fn failure_record_keeps_payload_bytes() {
+        let raw = r#"{"class":"A","args":[1.50, "\u00e9/x"],"zzz":{}}"#;
+        let rec = failure_record(raw, "q", &Failure::new("E", "m"), "w", 0);
+        assert!(rec.contains(raw), "{rec}");
+    }
+
+    #[test]
+    fn failure_record_of_non_object_keeps_raw() {
+        let rec = failure_record("not json", "q", &Failure::new("E", "m"), "w", 0);
+        let v: Value = serde_json::from_str(&rec).unwrap();
+        assert_eq!(v["payload"], Value::Null);
+        assert_eq!(v["raw"], "not json");
+        assert!(v["backtrace"].is_array());
+    }
+
+    #[test]
+    fn worker_record_reads_class() {
+        let rec = WorkerRecord::parse(
+            r#"{"queue":"mail","run_at":"2024-01-15T10:30:00Z","payload":{"class":"Mailer","args":[]},"worker":"w"}"#,
+        )
+        .unwrap();
+        assert_eq!(rec.queue, "mail");
+        assert_eq!(rec.class().as_deref(), Some("Mailer"));
+    }
+}

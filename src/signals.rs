@@ -1,0 +1,113 @@
+//! Signals delivered as bytes on a pipe, so the single-threaded worker sees
+//! them in the same `poll(2)` that waits for its child and for time.
+//!
+//! The handler only `write(2)`s the signal number (async-signal-safe); all
+//! decisions happen in the loop that reads the pipe.
+
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signo: libc::c_int) {
+    // SAFETY: errno is thread-local; saving and restoring it keeps the
+    // interrupted code's view intact. write(2) is async-signal-safe, and a
+    // full pipe (EAGAIN) only drops a duplicate wake-up.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let fd = WRITE_FD.load(Ordering::Relaxed);
+        if fd >= 0 {
+            let byte = signo as u8;
+            libc::write(fd, (&byte as *const u8).cast(), 1);
+        }
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// The signals a worker reacts to.
+pub const WORKER_SIGNALS: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGCONT,
+    Signal::SIGCHLD,
+];
+
+/// The self-pipe; one per process.
+pub struct SignalPipe {
+    read: OwnedFd,
+    // Kept open for the handler; closed (and unhooked) on drop.
+    _write: OwnedFd,
+    signals: Vec<Signal>,
+}
+
+impl SignalPipe {
+    /// Routes `signals` to the pipe.
+    pub fn install(signals: &[Signal]) -> io::Result<SignalPipe> {
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+        WRITE_FD.store(write.as_raw_fd(), Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+            SigSet::empty(),
+        );
+        for &sig in signals {
+            // SAFETY: the handler is async-signal-safe (see on_signal).
+            unsafe { signal::sigaction(sig, &action) }.map_err(io::Error::from)?;
+        }
+        Ok(SignalPipe {
+            read,
+            _write: write,
+            signals: signals.to_vec(),
+        })
+    }
+
+    /// The end to poll for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    /// Every signal received since the last call, in arrival order.
+    pub fn drain(&self) -> Vec<Signal> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            match nix::unistd::read(&self.read, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend(
+                    buf[..n]
+                        .iter()
+                        .filter_map(|&b| Signal::try_from(i32::from(b)).ok()),
+                ),
+            }
+        }
+        out
+    }
+
+    /// In a freshly forked child: restore default dispositions, so the job
+    /// process reacts to signals as a plain program does.
+    pub fn reset_in_child(&self) {
+        WRITE_FD.store(-1, Ordering::Relaxed);
+        reset_to_default(&self.signals);
+    }
+}
+
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        WRITE_FD.store(-1, Ordering::Relaxed);
+        reset_to_default(&self.signals);
+    }
+}
+
+fn reset_to_default(signals: &[Signal]) {
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for &sig in signals {
+        // SAFETY: installing SIG_DFL is always sound.
+        let _ = unsafe { signal::sigaction(sig, &dfl) };
+    }
+}

@@ -1,0 +1,466 @@
+//! Every Redis command resque-fork sends, in one place.
+//!
+//! The per-job path is two round trips: the reserve script (pop + in-flight
+//! record + status 2) and the record script (clear + counters + failure +
+//! status 3/4). Both are Lua scripts, so each is atomic like `MULTI`/`EXEC`,
+//! and the status write can depend on the key existing, which `MULTI` cannot.
+
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::payload::{failure_record, Failure, JobState, WorkerRecord};
+use redis::{Client, Connection, Script};
+use std::time::Duration;
+
+const STATUS_LUA: &str = include_str!("lua/status.lua");
+
+/// How long to wait for a TCP connect or a reply before calling Redis gone.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// php-resque expires finished status records after a day.
+pub const STATUS_TTL_SECS: u64 = 86_400;
+
+/// The outcome of one reserve attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// Every queue was empty.
+    Empty,
+    /// `pause-all-workers` is set.
+    Paused,
+    /// A job, already recorded as in flight in `worker:ID`.
+    Job {
+        /// Index into the queue list passed to [`Store::reserve`].
+        queue_index: usize,
+        /// The payload exactly as popped.
+        payload: Vec<u8>,
+        /// The `worker:ID` value the script wrote; the record step checks it.
+        in_flight: Vec<u8>,
+    },
+}
+
+/// What the record step needs to know about one finished job.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    pub worker_id: &'a str,
+    /// The `worker:ID` value written at reserve.
+    pub in_flight: &'a [u8],
+    /// `None` when the job completed.
+    pub failure_record: Option<&'a str>,
+    /// php status key of the job, when it has an `id`.
+    pub status_key: Option<&'a str>,
+    /// php pid key of the job, when it has an `id`.
+    pub pid_key: Option<&'a str>,
+    pub now: i64,
+}
+
+struct Scripts {
+    reserve: Script,
+    record: Script,
+    unregister: Script,
+    release_lock: Script,
+}
+
+/// A connection to one Redis, reconnecting lazily after a failure.
+pub struct Store {
+    client: Client,
+    conn: Option<Connection>,
+    keys: Keys,
+    scripts: Scripts,
+}
+
+impl Store {
+    /// Opens a store for `url` (any URL the `redis` crate accepts) and checks
+    /// that Redis answers.
+    pub fn connect(url: &str, keys: Keys) -> Result<Store> {
+        let client = Client::open(url)
+            .map_err(|e| Error::Config(format!("invalid Redis address {url:?}: {e}")))?;
+        let mut store = Store {
+            client,
+            conn: None,
+            keys,
+            scripts: Scripts {
+                reserve: Script::new(&format!("{STATUS_LUA}\n{}", include_str!("lua/reserve.lua"))),
+                record: Script::new(&format!("{STATUS_LUA}\n{}", include_str!("lua/record.lua"))),
+                unregister: Script::new(&format!(
+                    "{STATUS_LUA}\n{}",
+                    include_str!("lua/unregister.lua")
+                )),
+                release_lock: Script::new(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                ),
+            },
+        };
+        store.ping()?;
+        Ok(store)
+    }
+
+    /// The key names this store uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn with_conn<T>(
+        &mut self,
+        action: impl Fn() -> String,
+        f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        if self.conn.is_none() {
+            let conn = self
+                .client
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                .and_then(|c| {
+                    c.set_read_timeout(Some(IO_TIMEOUT))?;
+                    c.set_write_timeout(Some(IO_TIMEOUT))?;
+                    Ok(c)
+                })
+                .map_err(|e| Error::redis(format!("connecting to Redis ({})", action()), e))?;
+            self.conn = Some(conn);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            unreachable!("connection set above")
+        };
+        f(conn, &self.keys, &self.scripts).map_err(|e| {
+            let err = Error::redis(action(), e);
+            if err.is_connection() {
+                self.conn = None;
+            }
+            err
+        })
+    }
+
+    /// Drops the connection; the next command reconnects.
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    /// Checks that Redis answers.
+    pub fn ping(&mut self) -> Result<()> {
+        self.with_conn(
+            || "PING".into(),
+            |c, _, _| redis::cmd("PING").query::<String>(c),
+        )
+        .map(|_| ())
+    }
+
+    /// Redis server time, in epoch seconds: heartbeats use the server's clock
+    /// so that hosts with skewed clocks agree on ages.
+    pub fn server_time(&mut self) -> Result<i64> {
+        self.with_conn(
+            || "reading Redis TIME".into(),
+            |c, _, _| redis::cmd("TIME").query::<(i64, i64)>(c),
+        )
+        .map(|(s, _)| s)
+    }
+
+    /// Writes the worker's heartbeat field.
+    pub fn heartbeat(&mut self, worker_id: &str, value: &str) -> Result<()> {
+        self.with_conn(
+            || format!("writing the heartbeat of {worker_id}"),
+            |c, k, _| {
+                redis::cmd("HSET")
+                    .arg(k.heartbeat())
+                    .arg(worker_id)
+                    .arg(value)
+                    .query::<i64>(c)
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Adds the worker to `workers` and sets its start time, atomically.
+    pub fn register(&mut self, worker_id: &str, started: &str) -> Result<()> {
+        self.with_conn(
+            || format!("registering worker {worker_id}"),
+            |c, k, _| {
+                redis::pipe()
+                    .atomic()
+                    .sadd(k.workers(), worker_id)
+                    .ignore()
+                    .set(k.worker_started(worker_id), started)
+                    .ignore()
+                    .query::<()>(c)
+            },
+        )
+    }
+
+    /// Every registered worker id.
+    pub fn worker_ids(&mut self) -> Result<Vec<String>> {
+        self.with_conn(
+            || "reading the workers set".into(),
+            |c, k, _| redis::cmd("SMEMBERS").arg(k.workers()).query(c),
+        )
+    }
+
+    /// Every queue name in the `queues` set, sorted bytewise.
+    pub fn queue_names(&mut self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self.with_conn(
+            || "reading the queues set".into(),
+            |c, k, _| redis::cmd("SMEMBERS").arg(k.queues()).query(c),
+        )?;
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Atomically takes the first job from `queues` (in order) and records it
+    /// in `worker:ID`; see `lua/reserve.lua`. `worker_name` (`host:pid`) goes
+    /// in the record's `worker` field, where node-resque looks for it.
+    pub fn reserve(
+        &mut self,
+        worker_id: &str,
+        worker_name: &str,
+        queues: &[String],
+        run_at: &str,
+        now: i64,
+        honour_pause: bool,
+    ) -> Result<Reserved> {
+        let reply: redis::Value = self.with_conn(
+            || format!("reserving a job for {worker_id}"),
+            |c, k, s| {
+                let mut inv = s.reserve.prepare_invoke();
+                inv.key(k.worker(worker_id)).key(k.pause_all());
+                for q in queues {
+                    inv.key(k.queue(q));
+                }
+                inv.arg(json_string(run_at))
+                    .arg(json_string(worker_name))
+                    .arg(k.prefix())
+                    .arg(now)
+                    .arg(if honour_pause { "1" } else { "0" });
+                for q in queues {
+                    inv.arg(json_string(q));
+                }
+                inv.invoke(c)
+            },
+        )?;
+        parse_reserve_reply(reply)
+    }
+
+    /// Sets php-resque's `job:ID:pid` key while a job's process runs.
+    pub fn set_job_pid(&mut self, job_id: &str, pid: i32) -> Result<()> {
+        self.with_conn(
+            || format!("setting the pid key of job {job_id}"),
+            |c, k, _| {
+                redis::cmd("SET")
+                    .arg(k.job_pid(job_id))
+                    .arg(pid)
+                    .query::<()>(c)
+            },
+        )
+    }
+
+    /// Records a finished job in one atomic step; see `lua/record.lua`.
+    /// Returns false when `worker:ID` no longer held the job (already
+    /// accounted for by a pruner), in which case nothing was counted.
+    pub fn record(&mut self, outcome: &Outcome<'_>) -> Result<bool> {
+        let state = if outcome.failure_record.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Complete
+        };
+        let id = outcome.worker_id;
+        let done: i64 = self.with_conn(
+            || format!("recording the outcome of the job of {id}"),
+            |c, k, s| {
+                s.record
+                    .key(k.worker(id))
+                    .key(k.stat("processed"))
+                    .key(k.worker_stat("processed", id))
+                    .key(k.stat("failed"))
+                    .key(k.worker_stat("failed", id))
+                    .key(k.failed())
+                    .arg(outcome.in_flight)
+                    .arg(state as i64)
+                    .arg(outcome.failure_record.unwrap_or(""))
+                    .arg(outcome.now)
+                    .arg(outcome.status_key.unwrap_or(""))
+                    .arg(outcome.pid_key.unwrap_or(""))
+                    .invoke(c)
+            },
+        )?;
+        Ok(done == 1)
+    }
+
+    /// The in-flight record of a worker, if it is working.
+    pub fn in_flight(&mut self, worker_id: &str) -> Result<Option<String>> {
+        self.with_conn(
+            || format!("reading the job of {worker_id}"),
+            |c, k, _| redis::cmd("GET").arg(k.worker(worker_id)).query(c),
+        )
+    }
+
+    /// Removes a worker and all its keys. A job it still held gets a failure
+    /// record with `failure` (and counts as processed and failed). Returns the
+    /// class of that job, if there was one.
+    pub fn unregister(
+        &mut self,
+        worker_id: &str,
+        failure: &Failure,
+        now: i64,
+    ) -> Result<Option<String>> {
+        // The in-flight record can change between our read and the script only
+        // if that worker is in fact alive; retry a few times, then give up.
+        for _ in 0..5 {
+            let current = self.in_flight(worker_id)?;
+            let (record, status_key, class) = match current.as_deref() {
+                None => (String::new(), String::new(), None),
+                Some(text) => {
+                    let (payload, queue, class) = match WorkerRecord::parse(text) {
+                        Some(r) => (r.payload.get().to_string(), r.queue.clone(), r.class()),
+                        None => (text.to_string(), String::new(), None),
+                    };
+                    let status_key = crate::payload::Job::parse(&payload, &queue)
+                        .ok()
+                        .and_then(|j| j.id().map(|id| self.keys.job_status(j.status_prefix(), id)))
+                        .unwrap_or_default();
+                    (
+                        failure_record(&payload, &queue, failure, worker_id, now),
+                        status_key,
+                        Some(class.unwrap_or_else(|| "<Unknown Job>".to_string())),
+                    )
+                }
+            };
+            let expected = current.unwrap_or_default();
+            let done: i64 = self.with_conn(
+                || format!("unregistering worker {worker_id}"),
+                |c, k, s| {
+                    s.unregister
+                        .key(k.workers())
+                        .key(k.worker(worker_id))
+                        .key(k.worker_started(worker_id))
+                        .key(k.worker_stat("processed", worker_id))
+                        .key(k.worker_stat("failed", worker_id))
+                        .key(k.heartbeat())
+                        .key(k.stat("processed"))
+                        .key(k.stat("failed"))
+                        .key(k.failed())
+                        .arg(worker_id)
+                        .arg(&expected)
+                        .arg(&record)
+                        .arg(now)
+                        .arg(&status_key)
+                        .invoke(c)
+                },
+            )?;
+            if done == 1 {
+                return Ok(class);
+            }
+        }
+        Err(Error::NotFound(format!(
+            "worker {worker_id} kept changing its job while being unregistered; it looks alive"
+        )))
+    }
+
+    /// Takes Ruby's pruning lock for `ttl_secs`; false when another worker holds it.
+    pub fn try_prune_lock(&mut self, worker_id: &str, ttl_secs: u64) -> Result<bool> {
+        self.with_conn(
+            || "taking the pruning lock".into(),
+            |c, k, _| {
+                redis::cmd("SET")
+                    .arg(k.prune_lock())
+                    .arg(worker_id)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl_secs)
+                    .query::<Option<String>>(c)
+            },
+        )
+        .map(|r| r.is_some())
+    }
+
+    /// Releases the pruning lock early, if we still hold it, so the next
+    /// worker to start need not wait for it to expire.
+    pub fn release_prune_lock(&mut self, worker_id: &str) -> Result<()> {
+        self.with_conn(
+            || "releasing the pruning lock".into(),
+            |c, k, s| {
+                s.release_lock
+                    .key(k.prune_lock())
+                    .arg(worker_id)
+                    .invoke::<i64>(c)
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Pushes a payload to the tail of a queue and adds the queue to `queues`;
+    /// with `status`, also creates php's status record. All in one `MULTI`.
+    pub fn enqueue(
+        &mut self,
+        queue: &str,
+        payload: &str,
+        status: Option<(&str, &str)>,
+    ) -> Result<()> {
+        self.with_conn(
+            || format!("enqueueing to queue {queue}"),
+            |c, k, _| {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                if let Some((key, value)) = status {
+                    pipe.set(key, value).ignore();
+                }
+                pipe.sadd(k.queues(), queue)
+                    .ignore()
+                    .rpush(k.queue(queue), payload)
+                    .ignore()
+                    .query::<()>(c)
+            },
+        )
+    }
+
+    /// Reads a raw string key (status records).
+    pub fn get(&mut self, key: &str) -> Result<Option<String>> {
+        self.with_conn(
+            || format!("reading {key}"),
+            |c, _, _| redis::cmd("GET").arg(key).query(c),
+        )
+    }
+
+    /// Seconds until `key` expires; `None` when it has no expiry or is absent.
+    pub fn ttl(&mut self, key: &str) -> Result<Option<i64>> {
+        let ttl: i64 = self.with_conn(
+            || format!("reading the TTL of {key}"),
+            |c, _, _| redis::cmd("TTL").arg(key).query(c),
+        )?;
+        Ok((ttl >= 0).then_some(ttl))
+    }
+}
+
+/// Quotes a string as JSON, for splicing into records built by the scripts.
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+fn parse_reserve_reply(reply: redis::Value) -> Result<Reserved> {
+    use redis::Value;
+    let bad = |what: &str| {
+        Error::redis(
+            "reserving a job",
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "unexpected reply from the reserve script",
+                what.to_string(),
+            )),
+        )
+    };
+    let Value::Array(items) = reply else {
+        return Err(bad("not an array"));
+    };
+    let int = |v: Option<&Value>| match v {
+        Some(Value::Int(i)) => Some(*i),
+        _ => None,
+    };
+    let bytes = |v: Option<&Value>| match v {
+        Some(Value::BulkString(b)) => Some(b.clone()),
+        _ => None,
+    };
+    match int(items.first()) {
+        Some(0) => Ok(Reserved::Empty),
+        Some(-1) => Ok(Reserved::Paused),
+        Some(i) if i > 0 => Ok(Reserved::Job {
+            queue_index: (i - 1) as usize,
+            payload: bytes(items.get(1)).ok_or_else(|| bad("no payload"))?,
+            in_flight: bytes(items.get(2)).ok_or_else(|| bad("no record"))?,
+        }),
+        _ => Err(bad("no status")),
+    }
+}

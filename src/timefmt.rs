@@ -1,0 +1,188 @@
+//! The time formats other Resque implementations write and resque-web parses.
+//!
+//! All times are UTC; every format here names its zone, so readers in any zone
+//! parse them correctly.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the epoch, now, by this host's clock.
+pub fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil(epoch: i64) -> Civil {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400) as u32;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: secs / 3600,
+        minute: secs / 60 % 60,
+        second: secs % 60,
+    }
+}
+
+/// Inverse of [`civil`]: days since the epoch of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2024-01-15T10:30:00Z`: Ruby's `run_at` in `worker:ID`.
+pub fn iso8601_z(epoch: i64) -> String {
+    let c = civil(epoch);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// `2024-01-15T10:30:00+00:00`: Ruby's heartbeat value.
+pub fn iso8601_offset(epoch: i64) -> String {
+    let c = civil(epoch);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// `2024-01-15 10:30:00 +0000`: Ruby's `Time#to_s`, used for `worker:ID:started`.
+pub fn ruby_time(epoch: i64) -> String {
+    let c = civil(epoch);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// `2024/01/15 10:30:00 UTC`: Ruby's `failed_at`, which resque-web parses.
+pub fn failed_at(epoch: i64) -> String {
+    let c = civil(epoch);
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02} UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// Parses the ISO 8601 forms Resque writers use for heartbeats and `run_at`
+/// (`2024-01-15T10:30:00Z`, `…+01:00`, `…+0100`, fractional seconds) into epoch
+/// seconds. Returns `None` for anything else.
+///
+/// ```
+/// use resque_fork::timefmt::parse_iso8601;
+/// assert_eq!(parse_iso8601("2024-01-15T10:30:00Z"), Some(1705314600));
+/// assert_eq!(parse_iso8601("2024-01-15T11:30:00+01:00"), Some(1705314600));
+/// assert_eq!(parse_iso8601("yesterday"), None);
+/// ```
+pub fn parse_iso8601(text: &str) -> Option<i64> {
+    let b = text.trim().as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let s = std::str::from_utf8(b.get(range)?).ok()?;
+        if s.bytes().all(|c| c.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b' '))
+    {
+        return None;
+    }
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if rest.first() == Some(&b'.') {
+        let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        rest = &rest[1 + digits..];
+    }
+    let offset = match rest {
+        b"Z" | b"" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, tail @ ..] => {
+            let hours = std::str::from_utf8(&[*h1, *h2]).ok()?.parse::<i64>().ok()?;
+            let mins = match tail {
+                [b':', m1, m2] | [m1, m2] => {
+                    std::str::from_utf8(&[*m1, *m2]).ok()?.parse::<i64>().ok()?
+                }
+                [] => 0,
+                _ => return None,
+            };
+            let secs = hours * 3600 + mins * 60;
+            if *sign == b'+' {
+                secs
+            } else {
+                -secs
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month as u32, day as u32);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: i64 = 1_705_314_600; // 2024-01-15 10:30:00 UTC, the protocol doc's example
+
+    #[test]
+    fn protocol_formats() {
+        assert_eq!(iso8601_z(EXAMPLE), "2024-01-15T10:30:00Z");
+        assert_eq!(iso8601_offset(EXAMPLE), "2024-01-15T10:30:00+00:00");
+        assert_eq!(ruby_time(EXAMPLE), "2024-01-15 10:30:00 +0000");
+        assert_eq!(failed_at(EXAMPLE), "2024/01/15 10:30:00 UTC");
+    }
+
+    #[test]
+    fn calendar_edges() {
+        assert_eq!(iso8601_z(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601_z(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601_z(4_107_542_399), "2100-02-28T23:59:59Z");
+        for t in [0, 951_782_400, EXAMPLE, 4_107_542_399, 1_000_000_007] {
+            assert_eq!(parse_iso8601(&iso8601_z(t)), Some(t));
+            assert_eq!(parse_iso8601(&iso8601_offset(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn parses_other_writers() {
+        assert_eq!(parse_iso8601("2024-01-15T10:30:00.123Z"), Some(EXAMPLE));
+        assert_eq!(parse_iso8601("2024-01-15T05:30:00-0500"), Some(EXAMPLE));
+        assert_eq!(parse_iso8601("2024-01-15 10:30:00"), Some(EXAMPLE));
+        assert_eq!(parse_iso8601("2024-13-15T10:30:00Z"), None);
+        assert_eq!(parse_iso8601(""), None);
+    }
+}
