@@ -1,0 +1,246 @@
+//! Test harness: a private redis-server per test, the real binary, and
+//! polling with deadlines (never a sleep standing in for a condition).
+#![allow(dead_code)]
+
+use redis::Commands;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous, because tests must pass with both cores busy.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A redis-server on a unix socket in its own temp dir, stopped on drop.
+pub struct RedisServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (make test installs it)");
+        let server = RedisServer { child, dir, socket };
+        wait_until("redis-server answers", || {
+            server
+                .try_conn()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
+                .is_some()
+        });
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn try_conn(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url()).ok()?.get_connection().ok()
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        self.try_conn().expect("connect to the test redis")
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.conn().get(key).expect("GET")
+    }
+
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.conn().lrange(key, 0, -1).expect("LRANGE")
+    }
+
+    pub fn llen(&self, key: &str) -> i64 {
+        self.conn().llen(key).expect("LLEN")
+    }
+
+    pub fn members(&self, key: &str) -> Vec<String> {
+        let mut m: Vec<String> = self.conn().smembers(key).expect("SMEMBERS");
+        m.sort();
+        m
+    }
+
+    pub fn int(&self, key: &str) -> i64 {
+        self.get(key)
+            .map(|v| v.parse().expect("integer"))
+            .unwrap_or(0)
+    }
+
+    pub fn push(&self, queue: &str, payload: &str) {
+        let mut c = self.conn();
+        let _: () = c.sadd("resque:queues", queue).expect("SADD");
+        let _: () = c
+            .rpush(format!("resque:queue:{queue}"), payload)
+            .expect("RPUSH");
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.conn().keys("*").expect("KEYS");
+        k.sort();
+        k
+    }
+
+    pub fn failures(&self) -> Vec<serde_json::Value> {
+        self.list("resque:failed")
+            .iter()
+            .map(|f| serde_json::from_str(f).expect("failure record is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` until it holds; panics with `what` at the deadline.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    let mut pause = Duration::from_millis(2);
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting until {what}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A directory of job programs (shell scripts).
+pub struct JobsDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl JobsDir {
+    pub fn new() -> JobsDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("jobs")).expect("jobs dir");
+        JobsDir { dir }
+    }
+
+    /// The JOBS_DIR to pass.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("jobs")
+    }
+
+    /// A scratch path beside the jobs dir, for markers.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes an executable job program.
+    pub fn add(&self, class: &str, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path().join(class);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write job");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_resque-fork")
+}
+
+/// The binary with a clean environment: only PATH, plus the Redis URL.
+pub fn command(redis: &RedisServer) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", redis.url());
+    cmd
+}
+
+/// A worker command for `queue` over `jobs`.
+pub fn worker(redis: &RedisServer, jobs: &JobsDir, queue: &str, interval: &str) -> Command {
+    let mut cmd = command(redis);
+    cmd.env("QUEUE", queue)
+        .env("INTERVAL", interval)
+        .env("JOBS_DIR", jobs.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs a command to completion within the deadline.
+pub fn run(mut cmd: Command) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    wait_output(child)
+}
+
+/// Waits for a spawned child within the deadline and collects its output.
+pub fn wait_output(mut child: Child) -> Output {
+    wait_exit(&mut child);
+    child.wait_with_output().expect("output")
+}
+
+/// Waits for a child to exit within the deadline.
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("process {} did not exit in time", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs a worker with INTERVAL=0 until it drains `queue` and exits.
+pub fn drain(redis: &RedisServer, jobs: &JobsDir, queue: &str) -> Output {
+    let out = run(worker(redis, jobs, queue, "0"));
+    assert!(
+        out.status.success(),
+        "worker failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// The host part of worker ids on this machine.
+pub fn hostname() -> String {
+    resque_fork::worker::hostname()
+}
+
+/// Enqueues through the CLI; returns the job id.
+pub fn enqueue(redis: &RedisServer, args: &[&str]) -> String {
+    let out = run({
+        let mut c = command(redis);
+        c.arg("enqueue").args(args);
+        c
+    });
+    assert!(
+        out.status.success(),
+        "enqueue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}

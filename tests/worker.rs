@@ -1,0 +1,315 @@
+//! End-to-end tests of one worker process against a private redis-server.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+#[test]
+fn successful_job_gets_args_on_stdin_and_its_environment() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("out");
+    jobs.add(
+        "Mailer",
+        &format!(
+            "{{ cat; echo; echo \"$RESQUE_JOB_ID|$RESQUE_QUEUE|$RESQUE_CLASS|$RESQUE_WORKER\"; }} > {}",
+            out.display()
+        ),
+    );
+    redis.push(
+        "mail",
+        r#"{"class":"Mailer","args":[7,"welcome",{"a":[1,2]}],"id":"job1","extra":true}"#,
+    );
+    drain(&redis, &jobs, "mail");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(r#"[7,"welcome",{"a":[1,2]}]"#));
+    let env: Vec<&str> = lines.next().unwrap().split('|').collect();
+    assert_eq!(env[..3], ["job1", "mail", "Mailer"]);
+    assert!(
+        env[3].starts_with(&format!("{}:", hostname())),
+        "{}",
+        env[3]
+    );
+    assert!(env[3].ends_with(":mail"));
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.int("resque:stat:failed"), 0);
+    assert!(redis.failures().is_empty());
+}
+
+#[test]
+fn non_zero_exit_is_a_failure_with_the_stderr_tail() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add(
+        "Broken",
+        "cat >/dev/null; head -c 10000 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'database is down' >&2; exit 3",
+    );
+    let payload = r#"{"class":"Broken","args":["x"]}"#;
+    redis.push("q", payload);
+    drain(&redis, &jobs, "q");
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    let f = &failures[0];
+    assert_eq!(f["exception"], "ResqueFork::JobFailed");
+    let error = f["error"].as_str().unwrap();
+    assert!(error.starts_with("exited with code 3: "), "{error}");
+    assert!(error.ends_with("database is down"), "{error}");
+    assert!(
+        error.len() < 2200,
+        "stderr tail must be bounded: {}",
+        error.len()
+    );
+    assert_eq!(
+        f["payload"],
+        serde_json::from_str::<Value>(payload).unwrap()
+    );
+    assert_eq!(f["queue"], "q");
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.int("resque:stat:failed"), 1);
+}
+
+#[test]
+fn child_killed_by_a_signal_is_a_dirty_exit_in_rubys_words() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Suicide", "kill -9 $$");
+    redis.push("q", r#"{"class":"Suicide","args":[]}"#);
+    drain(&redis, &jobs, "q");
+    let f = &redis.failures()[0];
+    assert_eq!(f["exception"], "Resque::DirtyExit");
+    let error = f["error"].as_str().unwrap();
+    let pid = error
+        .strip_prefix("Child process received unhandled signal pid ")
+        .and_then(|rest| rest.strip_suffix(" SIGKILL (signal 9)"))
+        .unwrap_or_else(|| panic!("wording: {error}"));
+    assert!(pid.parse::<u32>().is_ok(), "{error}");
+    assert_eq!(redis.int("resque:stat:failed"), 1);
+}
+
+#[test]
+fn unknown_class_fails_clearly() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    redis.push("q", r#"{"class":"Nowhere","args":[]}"#);
+    drain(&redis, &jobs, "q");
+    let f = &redis.failures()[0];
+    assert_eq!(f["exception"], "ResqueFork::UnknownJobClass");
+    assert!(f["error"].as_str().unwrap().contains("Nowhere"));
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+}
+
+#[test]
+fn a_program_that_ignores_megabytes_of_args_does_not_hang() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("ran");
+    jobs.add("Ignore", &format!("touch {}", out.display()));
+    jobs.add("Count", &format!("wc -c > {}.count", out.display()));
+    let big = "x".repeat(4 << 20);
+    redis.push("q", &json!({"class":"Ignore","args":[big]}).to_string());
+    redis.push("q", &json!({"class":"Count","args":[big]}).to_string());
+    drain(&redis, &jobs, "q");
+    assert!(out.exists());
+    let count = std::fs::read_to_string(format!("{}.count", out.display())).unwrap();
+    assert_eq!(count.trim().parse::<usize>().unwrap(), big.len() + 4);
+    assert!(redis.failures().is_empty());
+}
+
+#[test]
+fn bad_payloads_become_failure_records_and_the_worker_carries_on() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("ok");
+    jobs.add("Ok", &format!("touch {}", out.display()));
+    let bad = [
+        ("not json", "payload is not valid JSON"),
+        (r#"{"class":"Ok","args":[1"#, "payload is not valid JSON"),
+        ("[1,2]", "payload is not a JSON object"),
+        ("\"str\"", "payload is not a JSON object"),
+        (r#"{"args":[]}"#, "payload has no string \"class\" field"),
+        (
+            r#"{"class":7,"args":[]}"#,
+            "payload has no string \"class\" field",
+        ),
+        (
+            r#"{"class":"Ok","args":{"a":1}}"#,
+            "payload \"args\" is not an array",
+        ),
+    ];
+    for (payload, _) in &bad {
+        redis.push("q", payload);
+    }
+    redis.push("q", r#"{"class":"Ok","args":[]}"#);
+    drain(&redis, &jobs, "q");
+    assert!(out.exists(), "the good job after the bad ones ran");
+    let failures = redis.failures();
+    assert_eq!(failures.len(), bad.len());
+    for (f, (payload, why)) in failures.iter().zip(bad) {
+        assert_eq!(f["exception"], "ResqueFork::MalformedPayload");
+        assert!(f["error"].as_str().unwrap().starts_with(why), "{f}");
+        assert!(f["backtrace"].is_array());
+        // The payload is an object or null, never a bare string, and the
+        // text is never lost.
+        match &f["payload"] {
+            Value::Null => assert_eq!(f["raw"], payload),
+            obj @ Value::Object(_) => {
+                assert_eq!(obj, &serde_json::from_str::<Value>(payload).unwrap())
+            }
+            other => panic!("payload must be an object or null: {other}"),
+        }
+    }
+    assert_eq!(redis.int("resque:stat:processed"), bad.len() as i64 + 1);
+    assert_eq!(redis.int("resque:stat:failed"), bad.len() as i64);
+}
+
+#[test]
+fn class_names_that_escape_jobs_dir_are_refused_never_run() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let canary = jobs.scratch("canary");
+    // A program just outside JOBS_DIR, and a hidden one inside it.
+    let evil = format!("#!/bin/sh\ntouch {}\n", canary.display());
+    for path in [jobs.scratch("evil"), jobs.path().join(".hidden")] {
+        std::fs::write(&path, &evil).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let names = [
+        "../evil".to_string(),
+        format!("{}", jobs.scratch("evil").display()),
+        ".hidden".into(),
+        "..".into(),
+        "".into(),
+        "a\u{0}b".into(),
+    ];
+    for name in &names {
+        redis.push("q", &json!({"class": name, "args": []}).to_string());
+    }
+    drain(&redis, &jobs, "q");
+    assert!(!canary.exists(), "an escaping class name was executed");
+    let failures = redis.failures();
+    assert_eq!(failures.len(), names.len());
+    for f in failures {
+        assert_eq!(f["exception"], "ResqueFork::InvalidJobClass", "{f}");
+    }
+}
+
+#[test]
+fn higher_queues_drain_first() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.scratch("order");
+    jobs.add(
+        "Log",
+        &format!("cat >> {}; echo >> {}", log.display(), log.display()),
+    );
+    for i in 0..5 {
+        redis.push(
+            "low",
+            &json!({"class":"Log","args":[format!("low{i}")]}).to_string(),
+        );
+    }
+    for i in 0..5 {
+        redis.push(
+            "high",
+            &json!({"class":"Log","args":[format!("high{i}")]}).to_string(),
+        );
+    }
+    drain(&redis, &jobs, "high,low");
+    let order = std::fs::read_to_string(&log).unwrap();
+    let order: Vec<&str> = order.lines().collect();
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("[\"high{i}\"]"))
+        .chain((0..5).map(|i| format!("[\"low{i}\"]")))
+        .collect();
+    assert_eq!(order, expected);
+}
+
+#[test]
+fn star_sees_a_queue_created_after_start() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("ran");
+    jobs.add("Touch", &format!("touch {}", out.display()));
+    let mut child = worker(&redis, &jobs, "*", "0.05").spawn().unwrap();
+    wait_until("the worker registers", || {
+        !redis.members("resque:workers").is_empty()
+    });
+    let id = &redis.members("resque:workers")[0];
+    assert!(id.ends_with(":*"), "{id}");
+    redis.push("brand-new", r#"{"class":"Touch","args":[]}"#);
+    wait_until("the job on the new queue ran", || out.exists());
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    assert!(redis.members("resque:workers").is_empty());
+}
+
+#[test]
+fn interval_zero_drains_then_exits_and_unregisters() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Noop", "true");
+    for _ in 0..20 {
+        redis.push("q", r#"{"class":"Noop","args":[]}"#);
+    }
+    drain(&redis, &jobs, "q");
+    assert_eq!(redis.int("resque:stat:processed"), 20);
+    assert_eq!(redis.llen("resque:queue:q"), 0);
+    // Only the shared stats, the queue set and nothing of the worker remain.
+    assert_eq!(
+        redis.keys(),
+        ["resque:queues", "resque:stat:processed"],
+        "worker keys left behind"
+    );
+}
+
+#[test]
+fn no_queue_is_a_clear_usage_error() {
+    let redis = RedisServer::start();
+    let mut cmd = command(&redis);
+    cmd.env("QUEUE", "");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("QUEUE"), "{err}");
+}
+
+#[test]
+fn bad_flags_and_values_fail_with_one_line() {
+    let redis = RedisServer::start();
+    for (env, value) in [
+        ("INTERVAL", "soon"),
+        ("INTERVAL", "-1"),
+        ("REDIS_BACKEND_DB", "x"),
+    ] {
+        let mut cmd = command(&redis);
+        cmd.env("QUEUE", "q").env(env, value);
+        if env == "REDIS_BACKEND_DB" {
+            cmd.env_remove("REDIS_URL")
+                .env("REDIS_BACKEND", "127.0.0.1:1");
+        }
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(2), "{env}={value}");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn unreachable_redis_is_one_clear_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run({
+        let mut c = std::process::Command::new(bin());
+        c.env_clear().env("QUEUE", "q").env(
+            "REDIS_URL",
+            format!("unix://{}/none.sock", dir.path().display()),
+        );
+        c
+    });
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("resque-fork: "), "{err}");
+}
