@@ -42,7 +42,9 @@ if [ -n "${REDIS_URL:-}" ]; then
   exit 1
 fi
 dir=$(mktemp -d /tmp/resque-fork-redis.XXXXXX)
-redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --dir "$dir" \
+# Its own session, so a Ctrl-C meant for the worker does not stop Redis
+# before the worker has unregistered; run-demo.sh stops it afterwards.
+setsid redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --dir "$dir" \
   --logfile "$dir/redis.log" --daemonize no >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
