@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure Redis is usable, for `make run` and `make test`.
-#   ensure-redis.sh installed   redis-server is on PATH (tests start their own)
+#   ensure-redis.sh installed   redis-server (and openssl, which the TLS test uses
+#                               for a throwaway certificate) are on PATH
 #   ensure-redis.sh reachable   also: a Redis answers at REDIS_URL (default
 #                               127.0.0.1:6379); if none does, start a throwaway
 #                               one and print its pid on stdout
@@ -10,19 +11,25 @@ mode=${1:-installed}
 
 say() { printf 'ensure-redis: %s\n' "$*" >&2; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# need COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "redis-server is missing; installing Debian's redis-server package"
+    say "$1 is missing; installing Debian's $2 package"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
-    apt-get install -y -qq redis-server >&2
+    apt-get install -y -qq "$2" >&2
   else
-    say "redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server) and run this again."
+    say "$1 is not installed. Install it (Debian/Ubuntu: sudo apt-get install $2) and run this again."
     exit 1
   fi
-fi
+}
 
-[ "$mode" = installed ] && exit 0
+need redis-server redis-server
+if [ "$mode" = installed ]; then
+  need openssl openssl
+  exit 0
+fi
 
 url=${REDIS_URL:-redis://127.0.0.1:6379}
 case "$url" in

@@ -313,3 +313,26 @@ fn unreachable_redis_is_one_clear_line_and_exit_1() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("resque-fork: "), "{err}");
 }
+
+#[test]
+fn rediss_urls_work_for_enqueue_and_workers() {
+    let redis = RedisServer::start_tls();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("ran");
+    jobs.add("Touch", &format!("touch {}", out.display()));
+    let mut enqueue = command(&redis);
+    enqueue
+        .env("REDIS_URL", redis.tls_url())
+        .args(["enqueue", "q", "Touch"]);
+    assert!(run(enqueue).status.success());
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    cmd.env("REDIS_URL", redis.tls_url());
+    let result = run(cmd);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(out.exists());
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+}

@@ -15,23 +15,67 @@ pub struct RedisServer {
     child: Child,
     dir: tempfile::TempDir,
     socket: PathBuf,
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    /// Also listens with TLS on a free loopback port (self-signed certificate).
+    pub fn start_tls() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", "0", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&socket)
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir.path());
+        let tls_port = tls.then(|| {
+            let status = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "cert.pem",
+                ])
+                .current_dir(dir.path())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl must be installed to make a test certificate");
+            assert!(status.success());
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            cmd.args(["--bind", "127.0.0.1", "--tls-port", &port.to_string()])
+                .args(["--tls-cert-file", "cert.pem", "--tls-key-file", "key.pem"])
+                .args(["--tls-ca-cert-file", "cert.pem", "--tls-auth-clients", "no"]);
+            port
+        });
+        let child = cmd
+            .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (make test installs it)");
-        let server = RedisServer { child, dir, socket };
+        let server = RedisServer {
+            child,
+            dir,
+            socket,
+            tls_port,
+        };
         wait_until("redis-server answers", || {
             server
                 .try_conn()
@@ -43,6 +87,12 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("unix://{}", self.socket.display())
+    }
+
+    /// The TLS URL, accepting the self-signed certificate.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("started with start_tls");
+        format!("rediss://127.0.0.1:{port}/#insecure")
     }
 
     pub fn socket(&self) -> &Path {
