@@ -11,7 +11,7 @@ use crate::store::Store;
 use crate::worker::Worker;
 use crate::{producer, Keys};
 use clap::builder::FalseyValueParser;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -85,6 +85,10 @@ struct WorkArgs {
     /// Directory of job programs: class Foo runs JOBS_DIR/Foo
     #[arg(long, env = "JOBS_DIR", default_value = "jobs", value_name = "DIR")]
     jobs_dir: PathBuf,
+    /// Seconds between heartbeats (Ruby resque's heartbeat_interval); at most 60
+    #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "30", value_name = "SECONDS",
+          value_parser = parse_heartbeat)]
+    heartbeat_interval: std::time::Duration,
     /// Write the worker's pid to this file while it runs
     #[arg(long, env = "PIDFILE", value_name = "FILE")]
     pidfile: Option<PathBuf>,
@@ -172,7 +176,37 @@ impl WorkArgs {
             interval: self.interval,
             jobs_dir: config::absolute(&self.jobs_dir)?,
             pidfile: self.pidfile.clone(),
+            heartbeat_interval: self.heartbeat_interval,
         })
+    }
+}
+
+/// A heartbeat interval: more than 0 and at most 60 s, because Ruby workers
+/// prune a worker whose heartbeat is 300 s old and Ruby itself beats every 60.
+fn parse_heartbeat(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = config::parse_interval(text)?;
+    if d.is_zero() || d > std::time::Duration::from_secs(60) {
+        return Err(format!(
+            "{text:?} must be more than 0 and at most 60 seconds"
+        ));
+    }
+    Ok(d)
+}
+
+/// Resque's convention: a variable set to the empty string counts as unset.
+/// clap would take it as an empty value, so such variables are dropped
+/// before parsing (the process is still single-threaded here).
+fn forget_empty_env_vars() {
+    let cmd = Cli::command();
+    let names: Vec<std::ffi::OsString> = cmd
+        .get_arguments()
+        .chain(cmd.get_subcommands().flat_map(|s| s.get_arguments()))
+        .filter_map(|a| a.get_env().map(|e| e.to_os_string()))
+        .collect();
+    for name in names {
+        if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(&name);
+        }
     }
 }
 
@@ -185,6 +219,7 @@ fn parse_arg(arg: &str) -> serde_json::Value {
 /// exec handler) and returns the process exit code: 0 success, 1 failure to
 /// act (Redis unreachable, unknown job id), 2 bad usage or configuration.
 pub fn run(registry: Registry) -> i32 {
+    forget_empty_env_vars();
     let cli = Cli::parse();
     cli.log.init();
     match dispatch(cli, &registry) {

@@ -109,6 +109,8 @@ pub struct WorkerSettings {
     pub jobs_dir: PathBuf,
     /// Where to write our pid, if anywhere.
     pub pidfile: Option<PathBuf>,
+    /// How often to refresh `workers:heartbeat`.
+    pub heartbeat_interval: Duration,
 }
 
 /// Parses `INTERVAL`: seconds, fractions allowed, not negative.

@@ -18,9 +18,6 @@ use nix::sys::wait::WaitStatus;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-/// Heartbeats go out this often: well inside the 300 s after which any Ruby
-/// worker may prune us, and inside Ruby's own 60 s.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 const HEARTBEAT_RETRY: Duration = Duration::from_secs(5);
 const REDIS_RETRY_MAX: Duration = Duration::from_secs(10);
 
@@ -361,7 +358,7 @@ impl<'r> Worker<'r> {
         let now = self.store.server_time()?;
         self.store
             .heartbeat(&self.id, &timefmt::iso8601_offset(now))?;
-        self.next_heartbeat = Instant::now() + HEARTBEAT_EVERY;
+        self.next_heartbeat = Instant::now() + self.settings.heartbeat_interval;
         Ok(())
     }
 

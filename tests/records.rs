@@ -391,3 +391,96 @@ fn custom_prefix_follows_the_php_rule() {
     assert_eq!(redis.int("myapp:stat:processed"), 1);
     assert!(!redis.keys().iter().any(|k| k.starts_with("resque:")));
 }
+
+#[test]
+fn heartbeat_is_refreshed_while_a_long_job_runs() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let gate = gated_job(&jobs, "Long", 0);
+    redis.push("q", r#"{"class":"Long","args":[]}"#);
+    let mut cmd = worker(&redis, &jobs, "q", "5");
+    cmd.env("HEARTBEAT_INTERVAL", "0.2");
+    let mut child = cmd.spawn().unwrap();
+    let id = format!("{}:{}:q", hostname(), child.id());
+    wait_until("the job starts", || started_pid(&jobs, "Long").is_some());
+    let beat = |redis: &RedisServer| -> Option<String> {
+        redis.conn().hget("resque:workers:heartbeat", &id).unwrap()
+    };
+    let first = beat(&redis).expect("a heartbeat before the job");
+    wait_until("a newer heartbeat arrives while the job runs", || {
+        beat(&redis).is_some_and(|b| b > first)
+    });
+    assert!(
+        redis.get(&format!("resque:worker:{id}")).is_some(),
+        "still working"
+    );
+    std::fs::write(&gate, "").unwrap();
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn pause_all_workers_key_stops_new_jobs_until_cleared() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("ran");
+    jobs.add("Touch", &format!("touch {}", out.display()));
+    let _: () = redis
+        .conn()
+        .set("resque:pause-all-workers", " TRUE\n")
+        .unwrap();
+    redis.push("q", r#"{"class":"Touch","args":[]}"#);
+    // With INTERVAL=0 a paused worker finds nothing to do and exits, as in Ruby.
+    drain(&redis, &jobs, "q");
+    assert!(!out.exists());
+    assert_eq!(redis.llen("resque:queue:q"), 1);
+    let _: () = redis.conn().del("resque:pause-all-workers").unwrap();
+    drain(&redis, &jobs, "q");
+    assert!(out.exists());
+}
+
+#[test]
+fn variables_set_to_the_empty_string_count_as_unset() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Ok", "true");
+    redis.push("q", r#"{"class":"Ok","args":[]}"#);
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    cmd.env("PREFIX", "")
+        .env("QUEUES", "")
+        .env("REDIS_BACKEND", "")
+        .env("PIDFILE", "")
+        .env("VERBOSE", "");
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty(), "not verbose");
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    let mut cmd = worker(&redis, &jobs, "q", "");
+    cmd.env("QUEUE", "q");
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the worker registers with the default interval", || {
+        !redis.members("resque:workers").is_empty()
+    });
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn pidfile_holds_the_worker_pid_while_it_runs() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let pidfile = jobs.scratch("worker.pid");
+    let mut cmd = worker(&redis, &jobs, "q", "5");
+    cmd.env("PIDFILE", &pidfile);
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the pidfile appears", || pidfile.exists());
+    let text = std::fs::read_to_string(&pidfile).unwrap();
+    assert_eq!(text.trim(), child.id().to_string());
+    signal(child.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut child).success());
+    assert!(!pidfile.exists());
+}
