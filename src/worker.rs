@@ -103,8 +103,13 @@ impl<'r> Worker<'r> {
     /// the queues are empty), and unregisters.
     pub fn run(mut self) -> Result<()> {
         self.startup()?;
-        self.work_loop();
+        // Unregister even if the loop panics (a bug): a registered worker
+        // that no longer runs would otherwise wait for pruning.
+        let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work_loop()));
         self.unregister();
+        if let Err(panic) = looped {
+            std::panic::resume_unwind(panic);
+        }
         Ok(())
     }
 

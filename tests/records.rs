@@ -137,7 +137,7 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
 fn tracked_failure_goes_1_2_3_with_ttl_and_cli_status_reads_it() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    jobs.add("Bad", "exit 1");
+    let gate = gated_job(&jobs, "Bad", 1);
     let id = enqueue(&redis, &["q", "Bad", "--track"]);
     let status = |redis: &RedisServer| {
         let out = run({
@@ -153,7 +153,13 @@ fn tracked_failure_goes_1_2_3_with_ttl_and_cli_status_reads_it() {
     let (code, text) = status(&redis);
     assert_eq!(code, Some(0));
     assert!(text.starts_with("waiting (updated "), "{text}");
-    drain(&redis, &jobs, "q");
+    let mut child = worker(&redis, &jobs, "q", "0").spawn().unwrap();
+    wait_until("the job starts", || started_pid(&jobs, "Bad").is_some());
+    let (code, text) = status(&redis);
+    assert_eq!(code, Some(0));
+    assert!(text.starts_with("running (updated "), "{text}");
+    std::fs::write(&gate, "").unwrap();
+    assert!(wait_exit(&mut child).success());
     let rec: Value =
         serde_json::from_str(&redis.get(&format!("resque:job:{id}:status")).unwrap()).unwrap();
     assert_eq!(rec["status"], 3);
