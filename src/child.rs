@@ -53,10 +53,17 @@ pub fn start(
     let (read, write) = pipe()?;
     set_nonblocking(&read);
     if registry.contains(job.class()) {
+        let worker = nix::unistd::getpid();
         // SAFETY: the worker is single-threaded, so the child gets a
         // consistent copy of every lock and allocator.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => run_rust_child(job, registry, write, signals),
+            Ok(ForkResult::Child) => {
+                if crate::handlers::exec::die_with_parent(worker).is_err() {
+                    // SAFETY: leaving the copy of the worker without running its destructors.
+                    unsafe { libc::_exit(1) }
+                }
+                run_rust_child(job, registry, write, signals)
+            }
             Ok(ForkResult::Parent { child }) => {
                 Ok(JobProcess::new(child, Kind::Rust, Some(read), None))
             }

@@ -9,7 +9,7 @@ use crate::keys::DEFAULT_PREFIX;
 use crate::queues::QueueSpec;
 use crate::store::Store;
 use crate::worker::Worker;
-use crate::{producer, Keys};
+use crate::{proctitle, producer, signals, supervisor, Keys};
 use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -89,9 +89,29 @@ struct WorkArgs {
     #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "30", value_name = "SECONDS",
           value_parser = parse_heartbeat)]
     heartbeat_interval: std::time::Duration,
-    /// Write the worker's pid to this file while it runs
+    /// Write the pid of the foreground process to this file while it runs
     #[arg(long, env = "PIDFILE", value_name = "FILE")]
     pidfile: Option<PathBuf>,
+    /// Worker processes to run; more than 1 makes the foreground process their supervisor
+    #[arg(short, long, env = "COUNT", default_value = "1", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    count: u16,
+    /// On TERM/INT/USR1, send the job SIGTERM first and SIGKILL only after RESQUE_TERM_TIMEOUT
+    #[arg(long, env = "TERM_CHILD", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    term_child: bool,
+    /// Seconds between the job's SIGTERM and SIGKILL with TERM_CHILD
+    #[arg(long, env = "RESQUE_TERM_TIMEOUT", default_value = "4", value_name = "SECONDS",
+          value_parser = config::parse_interval)]
+    term_timeout: std::time::Duration,
+    /// Seconds a job may run on by itself before the SIGTERM, with TERM_CHILD
+    #[arg(long, env = "RESQUE_PRE_SHUTDOWN_TIMEOUT", default_value = "0", value_name = "SECONDS",
+          value_parser = config::parse_interval)]
+    pre_shutdown_timeout: std::time::Duration,
+    /// TERM acts like QUIT: running jobs finish, then the workers exit
+    #[arg(long, env = "GRACEFUL_TERM", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    graceful_term: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,14 +144,15 @@ impl LogArgs {
         } else {
             "warn"
         };
-        let pid = std::process::id();
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-            .format(move |buf, record| {
+            .format(|buf, record| {
+                // Read at each line: workers are forked from the supervisor.
                 writeln!(
                     buf,
-                    "{} {:<5} resque-fork[{pid}]: {}",
+                    "{} {:<5} resque-fork[{}]: {}",
                     crate::timefmt::iso8601_z(crate::timefmt::now_epoch()),
                     record.level(),
+                    std::process::id(),
                     record.args()
                 )
             })
@@ -177,6 +198,12 @@ impl WorkArgs {
             jobs_dir: config::absolute(&self.jobs_dir)?,
             pidfile: self.pidfile.clone(),
             heartbeat_interval: self.heartbeat_interval,
+            kill: config::KillSettings {
+                term_child: self.term_child,
+                term_timeout: self.term_timeout,
+                pre_shutdown_timeout: self.pre_shutdown_timeout,
+            },
+            graceful_term: self.graceful_term,
         })
     }
 }
@@ -261,15 +288,65 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
 fn work(cli: &Cli, registry: &Registry) -> Result<()> {
     let settings = cli.work.settings()?;
     let redis = cli.redis.settings()?;
-    let pidfile = settings.pidfile.clone();
-    let worker = Worker::new(settings, &redis, registry)?;
-    if let Some(path) = &pidfile {
+    let count = usize::from(cli.work.count);
+    // Hold signals until the handlers exist: a script may signal the pid as
+    // soon as it appears in PIDFILE.
+    signals::block(signals::HANDLED);
+    let _pidfile = match &settings.pidfile {
+        Some(path) => Some(Pidfile::claim(path)?),
+        None => None,
+    };
+    proctitle::init();
+    if count == 1 {
+        Worker::new(settings, &redis, registry)?.run()
+    } else {
+        // Refuse to start a pool against a Redis that is not there: the
+        // workers would only die and be restarted.
+        Store::connect(&redis.url, Keys::new(&redis.prefix))?;
+        supervisor::run(count, &settings, &redis, registry)
+    }
+}
+
+/// The PIDFILE of the foreground process, removed on drop.
+struct Pidfile {
+    path: PathBuf,
+}
+
+impl Pidfile {
+    /// Writes our pid, unless the file names a live resque-fork process; a
+    /// stale file (dead pid, or a pid reused by another program) is replaced.
+    fn claim(path: &std::path::Path) -> Result<Pidfile> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                if pid != std::process::id() as i32 && is_resque_fork(pid) {
+                    return Err(Error::AlreadyRunning {
+                        pidfile: path.to_path_buf(),
+                        pid,
+                    });
+                }
+            }
+            log::info!("replacing stale PIDFILE {}", path.display());
+        }
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| Error::io(format!("writing PIDFILE {}", path.display()), e))?;
+        Ok(Pidfile {
+            path: path.to_path_buf(),
+        })
     }
-    let result = worker.run();
-    if let Some(path) = &pidfile {
-        let _ = std::fs::remove_file(path);
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        // Forked workers inherit this value but never drop it (they exit).
+        let _ = std::fs::remove_file(&self.path);
     }
-    result
+}
+
+/// True when `pid` is alive and its command line is resque-fork's (its
+/// binary name or its process title).
+fn is_resque_fork(pid: i32) -> bool {
+    crate::prune::pid_alive(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|cmd| String::from_utf8_lossy(&cmd).contains("resque-fork"))
+            .unwrap_or(false)
 }

@@ -111,6 +111,33 @@ pub struct WorkerSettings {
     pub pidfile: Option<PathBuf>,
     /// How often to refresh `workers:heartbeat`.
     pub heartbeat_interval: Duration,
+    /// How the current job is stopped on TERM/INT/USR1.
+    pub kill: KillSettings,
+    /// TERM acts like QUIT (finish the job, then exit).
+    pub graceful_term: bool,
+}
+
+/// How a job process is stopped when the worker must kill it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillSettings {
+    /// `TERM_CHILD`: SIGTERM first, SIGKILL only after `term_timeout`.
+    /// Otherwise SIGKILL at once, as Ruby resque does by default.
+    pub term_child: bool,
+    /// `RESQUE_TERM_TIMEOUT` (default 4 s).
+    pub term_timeout: Duration,
+    /// `RESQUE_PRE_SHUTDOWN_TIMEOUT` (default 0): time the job gets to finish
+    /// by itself before the SIGTERM.
+    pub pre_shutdown_timeout: Duration,
+}
+
+impl Default for KillSettings {
+    fn default() -> Self {
+        KillSettings {
+            term_child: false,
+            term_timeout: Duration::from_secs(4),
+            pre_shutdown_timeout: Duration::ZERO,
+        }
+    }
 }
 
 /// Parses `INTERVAL`: seconds, fractions allowed, not negative.

@@ -20,6 +20,11 @@ pub enum Error {
     },
     /// Something the user asked about does not exist (an unknown job id, say).
     NotFound(String),
+    /// `PIDFILE` names a resque-fork process that is still running.
+    AlreadyRunning {
+        pidfile: std::path::PathBuf,
+        pid: i32,
+    },
 }
 
 impl Error {
@@ -61,6 +66,11 @@ impl fmt::Display for Error {
             Error::Redis { action, source } => write!(f, "{action}: {source}"),
             Error::Io { action, source } => write!(f, "{action}: {source}"),
             Error::NotFound(msg) => write!(f, "{msg}"),
+            Error::AlreadyRunning { pidfile, pid } => write!(
+                f,
+                "already running: PIDFILE {} belongs to the live resque-fork process {pid}",
+                pidfile.display()
+            ),
         }
     }
 }

@@ -58,11 +58,13 @@ pub mod error;
 pub mod handlers;
 pub mod keys;
 pub mod payload;
+pub mod proctitle;
 pub mod producer;
 pub mod prune;
 pub mod queues;
 pub mod signals;
 pub mod store;
+pub mod supervisor;
 pub mod timefmt;
 pub mod worker;
 

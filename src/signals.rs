@@ -26,8 +26,10 @@ extern "C" fn on_signal(signo: libc::c_int) {
     }
 }
 
-/// The signals a worker reacts to.
-pub const WORKER_SIGNALS: &[Signal] = &[
+/// The signals workers and the supervisor react to: stop signals (QUIT,
+/// TERM, INT, and HUP, which a worker gets when its supervisor dies), the
+/// control signals, and SIGCHLD to notice ended children.
+pub const HANDLED: &[Signal] = &[
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -35,6 +37,7 @@ pub const WORKER_SIGNALS: &[Signal] = &[
     Signal::SIGUSR2,
     Signal::SIGCONT,
     Signal::SIGCHLD,
+    Signal::SIGHUP,
 ];
 
 /// The self-pipe; one per process.
@@ -46,7 +49,7 @@ pub struct SignalPipe {
 }
 
 impl SignalPipe {
-    /// Routes `signals` to the pipe.
+    /// Routes `signals` to the pipe, and unblocks them.
     pub fn install(signals: &[Signal]) -> io::Result<SignalPipe> {
         let (read, write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -56,10 +59,15 @@ impl SignalPipe {
             SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
             SigSet::empty(),
         );
+        let mut set = SigSet::empty();
         for &sig in signals {
             // SAFETY: the handler is async-signal-safe (see on_signal).
             unsafe { signal::sigaction(sig, &action) }.map_err(io::Error::from)?;
+            set.add(sig);
         }
+        // Signals blocked until now (see `block`) are delivered to the pipe.
+        signal::pthread_sigmask(signal::SigmaskHow::SIG_UNBLOCK, Some(&set), None)
+            .map_err(io::Error::from)?;
         Ok(SignalPipe {
             read,
             _write: write,
@@ -110,4 +118,38 @@ fn reset_to_default(signals: &[Signal]) {
         // SAFETY: installing SIG_DFL is always sound.
         let _ = unsafe { signal::sigaction(sig, &dfl) };
     }
+}
+
+/// Blocks `signals`; returns the previous mask for [`restore`].
+pub fn block(signals: &[Signal]) -> SigSet {
+    let mut set = SigSet::empty();
+    for &s in signals {
+        set.add(s);
+    }
+    let mut old = SigSet::empty();
+    let _ = signal::pthread_sigmask(signal::SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
+    old
+}
+
+/// Restores a mask saved by [`block`]; pending signals are delivered now.
+pub fn restore(mask: SigSet) {
+    let _ = signal::pthread_sigmask(signal::SigmaskHow::SIG_SETMASK, Some(&mask), None);
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes (EINTR counts as
+/// a wake-up: callers re-check everything).
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: std::time::Duration) {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Round up so a sub-millisecond remainder does not spin.
+    let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+    // SAFETY: pollfds is a valid array of pollfd for its length.
+    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
 }

@@ -9,13 +9,13 @@ use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
 use crate::keys::Keys;
 use crate::payload::{exceptions, failure_record, Failure, Job};
+use crate::proctitle;
 use crate::prune;
-use crate::signals::{SignalPipe, WORKER_SIGNALS};
+use crate::signals::{self, SignalPipe, HANDLED};
 use crate::store::{Outcome, Reserved, Store};
 use crate::timefmt;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 const HEARTBEAT_RETRY: Duration = Duration::from_secs(5);
@@ -28,6 +28,14 @@ enum Stop {
     AfterJob,
     /// TERM/INT: kill the current job, record it, exit.
     Now,
+}
+
+/// The TERM_CHILD schedule for stopping the current job process.
+#[derive(Debug, Clone, Copy)]
+struct KillPlan {
+    term_at: Instant,
+    kill_at: Instant,
+    termed: bool,
 }
 
 /// What one turn of the loop did.
@@ -50,6 +58,7 @@ pub struct Worker<'r> {
     stop: Option<Stop>,
     paused: bool,
     next_heartbeat: Instant,
+    kill_plan: Option<KillPlan>,
 }
 
 /// This host's name as Resque writes it in worker ids (the uname nodename),
@@ -77,7 +86,7 @@ impl<'r> Worker<'r> {
         let name = format!("{hostname}:{}", std::process::id());
         let id = format!("{name}:{}", settings.queues.id_part());
         let store = Store::connect(&redis.url, Keys::new(&redis.prefix))?;
-        let signals = SignalPipe::install(WORKER_SIGNALS)
+        let signals = SignalPipe::install(HANDLED)
             .map_err(|e| crate::Error::io("installing signal handlers", e))?;
         Ok(Worker {
             id,
@@ -91,6 +100,7 @@ impl<'r> Worker<'r> {
             stop: None,
             paused: false,
             next_heartbeat: Instant::now(),
+            kill_plan: None,
         })
     }
 
@@ -114,6 +124,7 @@ impl<'r> Worker<'r> {
     }
 
     fn startup(&mut self) -> Result<()> {
+        proctitle::set("Starting");
         self.heartbeat()?;
         match prune::prune_dead_local_workers(
             &mut self.store,
@@ -161,6 +172,14 @@ impl<'r> Worker<'r> {
                         if self.settings.interval.is_zero() {
                             log::info!("queues are empty and INTERVAL is 0: exiting");
                             return;
+                        }
+                        if self.paused {
+                            proctitle::set("Paused");
+                        } else {
+                            proctitle::set(&format!(
+                                "Waiting for {}",
+                                self.settings.queues.id_part()
+                            ));
                         }
                         self.idle(self.settings.interval);
                     }
@@ -224,6 +243,11 @@ impl<'r> Worker<'r> {
             Ok(job) => {
                 let label = job_label(&job);
                 log::info!("{label}: started");
+                proctitle::set(&format!(
+                    "Processing {queue} since {} [{}]",
+                    timefmt::now_epoch(),
+                    job.class()
+                ));
                 let failure = self.run_job(&job);
                 let keys = self.store.keys();
                 let status = job.id().map(|id| keys.job_status(job.status_prefix(), id));
@@ -265,12 +289,18 @@ impl<'r> Worker<'r> {
                 Err(failure) => return Some(failure),
             };
         log::debug!("{}: running as pid {}", job_label(job), process.pid());
+        proctitle::set(&format!(
+            "Forked {} at {}",
+            process.pid(),
+            timefmt::now_epoch()
+        ));
         if let Some(id) = job.id() {
             if let Err(e) = self.store.set_job_pid(id, process.pid()) {
                 log::warn!("{e}");
             }
         }
         let status = self.watch(&mut process);
+        self.kill_plan = None;
         process.outcome(status)
     }
 
@@ -282,9 +312,10 @@ impl<'r> Worker<'r> {
             }
             let mut fds = vec![self.signals.fd()];
             fds.extend(process.fds());
-            poll_readable(&fds, self.until_heartbeat());
+            signals::wait_readable(&fds, self.until_deadline());
             process.read_pipes();
             self.handle_signals(Some(process));
+            self.advance_kill_plan(process);
             self.heartbeat_if_due();
         }
     }
@@ -299,7 +330,7 @@ impl<'r> Worker<'r> {
                 return;
             }
             let wait = (deadline - now).min(self.until_heartbeat());
-            poll_readable(&[self.signals.fd()], wait);
+            signals::wait_readable(&[self.signals.fd()], wait);
             let before = (self.stop, self.paused);
             self.handle_signals(None);
             if (self.stop, self.paused) != before {
@@ -312,22 +343,20 @@ impl<'r> Worker<'r> {
     fn handle_signals(&mut self, process: Option<&JobProcess>) {
         for sig in self.signals.drain() {
             match sig {
-                Signal::SIGQUIT => {
-                    log::info!("QUIT received: finishing the current job, then exiting");
-                    self.stop = self.stop.max(Some(Stop::AfterJob));
+                Signal::SIGQUIT => self.stop_after_job("QUIT"),
+                Signal::SIGTERM if self.settings.graceful_term => {
+                    self.stop_after_job("TERM (GRACEFUL_TERM)")
                 }
-                Signal::SIGTERM | Signal::SIGINT => {
+                Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP => {
                     log::info!("{} received: stopping now", sig.as_str());
                     self.stop = Some(Stop::Now);
-                    if let Some(p) = process {
-                        p.signal(Signal::SIGKILL);
-                    }
+                    self.kill_job(process);
                 }
                 Signal::SIGUSR1 => {
-                    if let Some(p) = process {
-                        log::info!("USR1 received: killing job process {}", p.pid());
-                        p.signal(Signal::SIGKILL);
+                    if process.is_some() {
+                        log::info!("USR1 received: stopping the current job");
                     }
+                    self.kill_job(process);
                 }
                 Signal::SIGUSR2 => {
                     log::info!("USR2 received: paused, taking no new jobs");
@@ -342,6 +371,65 @@ impl<'r> Worker<'r> {
                 _ => {}
             }
         }
+    }
+
+    fn stop_after_job(&mut self, why: &str) {
+        log::info!("{why} received: finishing the current job, then exiting");
+        self.stop = self.stop.max(Some(Stop::AfterJob));
+    }
+
+    /// Stops the job process: SIGKILL at once, or with TERM_CHILD, SIGTERM
+    /// after the pre-shutdown timeout and SIGKILL after the term timeout.
+    fn kill_job(&mut self, process: Option<&JobProcess>) {
+        let Some(process) = process else { return };
+        let kill = self.settings.kill;
+        if !kill.term_child {
+            process.signal(Signal::SIGKILL);
+            return;
+        }
+        if self.kill_plan.is_none() {
+            let term_at = Instant::now() + kill.pre_shutdown_timeout;
+            self.kill_plan = Some(KillPlan {
+                term_at,
+                kill_at: term_at + kill.term_timeout,
+                termed: false,
+            });
+        }
+        self.advance_kill_plan(process);
+    }
+
+    fn advance_kill_plan(&mut self, process: &JobProcess) {
+        let Some(plan) = self.kill_plan.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if !plan.termed && now >= plan.term_at {
+            log::info!("sending TERM to job process {}", process.pid());
+            process.signal(Signal::SIGTERM);
+            plan.termed = true;
+        }
+        if now >= plan.kill_at {
+            log::info!(
+                "job process {} outlived the term timeout: KILL",
+                process.pid()
+            );
+            process.signal(Signal::SIGKILL);
+            // Nothing is left to schedule but a re-send, should it linger.
+            plan.kill_at = now + Duration::from_secs(1);
+        }
+    }
+
+    /// Time until the next heartbeat or kill-plan step.
+    fn until_deadline(&self) -> Duration {
+        let mut next = self.next_heartbeat;
+        if let Some(plan) = &self.kill_plan {
+            next = next.min(if plan.termed {
+                plan.kill_at
+            } else {
+                plan.term_at
+            });
+        }
+        next.saturating_duration_since(Instant::now())
     }
 
     fn until_heartbeat(&self) -> Duration {
@@ -432,22 +520,4 @@ fn best_effort_status_key(keys: &Keys, text: &str) -> Option<String> {
     let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
     let prefix = value.get("prefix").and_then(|p| p.as_str());
     Some(keys.job_status(prefix, id))
-}
-
-/// Waits until one of `fds` is readable or `timeout` passes.
-fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) {
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.as_millis().clamp(0, i32::MAX as u128) as i32;
-    // Round up so a sub-millisecond remainder does not spin.
-    let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
-    // SAFETY: pollfds is a valid array of pollfd for its length. EINTR is
-    // fine: the caller re-checks everything.
-    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
 }

@@ -5,6 +5,7 @@ use crate::payload::{exceptions, Failure, Job};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -75,7 +76,14 @@ impl ExecHandler {
                 format!("could not prepare the args of job {}: {e}", job.class()),
             )
         })?;
-        Command::new(&program)
+        let mut command = Command::new(&program);
+        let worker = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes async-signal-safe calls (prctl, getppid).
+        unsafe {
+            command.pre_exec(move || die_with_parent(worker));
+        }
+        command
             .stdin(Stdio::from(stdin))
             .stderr(Stdio::from(stderr))
             .env("RESQUE_JOB_ID", job.id().unwrap_or(""))
@@ -90,6 +98,22 @@ impl ExecHandler {
                 )
             })
     }
+}
+
+/// In a job process: be killed when the worker dies, so a job never runs on
+/// unsupervised after a `kill -9` of its worker (whose next start records it
+/// as a dirty exit); if the worker is already gone, do not start at all.
+pub(crate) fn die_with_parent(parent: nix::unistd::Pid) -> std::io::Result<()> {
+    // SAFETY: prctl with a valid option and signal number.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if nix::unistd::getppid() != parent {
+        return Err(std::io::Error::other(
+            "the worker exited before the job started",
+        ));
+    }
+    Ok(())
 }
 
 /// The args JSON in an in-memory file: the program may read all of it, part

@@ -294,3 +294,66 @@ pub fn enqueue(redis: &RedisServer, args: &[&str]) -> String {
         .trim()
         .to_string()
 }
+
+/// The pids whose parent is `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is the state; a zombie has exited already.
+        if fields.get(1) == Some(&pid.to_string().as_str()) && fields.first() != Some(&"Z") {
+            out.push(child);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What `ps -o command` shows for a pid.
+pub fn command_line(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_string()
+}
+
+/// True while the pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 2..].split_whitespace().next().map(|st| st != "Z"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+/// Sends the command's stderr, at VERBOSE level, to `path`, so a test can
+/// wait for a log line with [`logged`].
+pub fn log_to(cmd: &mut Command, path: &Path) {
+    let file = std::fs::File::create(path).expect("log file");
+    cmd.env("VERBOSE", "1").stderr(Stdio::from(file));
+}
+
+/// How many lines of the log at `path` contain `needle`.
+pub fn logged(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}

@@ -1,0 +1,205 @@
+//! COUNT > 1: the foreground process starts COUNT worker processes, restarts
+//! the ones that die (with backoff), forwards signals to them, and exits when
+//! all have exited after a stop signal.
+//!
+//! Workers are forked, not exec'd, so a user's own binary keeps its
+//! [`Registry`] of Rust jobs. Each worker asks the kernel for SIGHUP when the
+//! supervisor dies (`PR_SET_PDEATHSIG`) and treats it as TERM, so a
+//! `kill -9` of the supervisor never leaves unsupervised workers behind.
+
+use crate::config::{RedisSettings, WorkerSettings};
+use crate::error::{Error, Result};
+use crate::handlers::Registry;
+use crate::proctitle;
+use crate::signals::{self, SignalPipe, HANDLED};
+use crate::worker::Worker;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::time::{Duration, Instant};
+
+/// A worker that lived at least this long restarts at once when it dies;
+/// one that died sooner waits, doubling up to `RESTART_MAX`.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+const RESTART_MIN: Duration = Duration::from_millis(500);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+
+struct Slot {
+    pid: Option<Pid>,
+    started: Instant,
+    backoff: Duration,
+    start_at: Instant,
+}
+
+/// Runs `count` workers until a stop signal and all of them have exited.
+/// Signals blocked by the caller are handled from here on.
+pub fn run(
+    count: usize,
+    settings: &WorkerSettings,
+    redis: &RedisSettings,
+    registry: &Registry,
+) -> Result<()> {
+    let signals =
+        SignalPipe::install(HANDLED).map_err(|e| Error::io("installing signal handlers", e))?;
+    let me = nix::unistd::getpid();
+    let now = Instant::now();
+    let mut slots: Vec<Slot> = (0..count)
+        .map(|_| Slot {
+            pid: None,
+            started: now,
+            backoff: RESTART_MIN,
+            start_at: now,
+        })
+        .collect();
+    let mut stopping: Option<Signal> = None;
+    log::info!("supervisor {me} starting {count} workers");
+    loop {
+        if stopping.is_none() {
+            for slot in slots.iter_mut().filter(|s| s.pid.is_none()) {
+                if Instant::now() >= slot.start_at {
+                    let pid = start_worker(me, &signals, settings, redis, registry)?;
+                    log::info!("started worker pid {pid}");
+                    slot.pid = Some(pid);
+                    slot.started = Instant::now();
+                }
+            }
+        }
+        let pids: Vec<i32> = slots
+            .iter()
+            .filter_map(|s| s.pid)
+            .map(|p| p.as_raw())
+            .collect();
+        if stopping.is_some() && pids.is_empty() {
+            log::info!("all workers have exited");
+            return Ok(());
+        }
+        proctitle::set(&format!(
+            "Supervising {} workers on {} {:?}{}",
+            count,
+            settings.queues.id_part(),
+            pids,
+            if stopping.is_some() {
+                " (stopping)"
+            } else {
+                ""
+            }
+        ));
+        let wait = slots
+            .iter()
+            .filter(|s| s.pid.is_none() && stopping.is_none())
+            .map(|s| s.start_at.saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(Duration::from_secs(60));
+        signals::wait_readable(&[signals.fd()], wait);
+        for sig in signals.drain() {
+            match sig {
+                Signal::SIGCHLD => {}
+                Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP => {
+                    log::info!("{} received: stopping the workers", sig.as_str());
+                    // HUP means our own terminal or parent went away: the
+                    // workers treat it as TERM.
+                    stopping = Some(sig);
+                    forward(&slots, sig);
+                }
+                other => forward(&slots, other),
+            }
+        }
+        reap(&mut slots, stopping.is_some());
+    }
+}
+
+fn forward(slots: &[Slot], sig: Signal) {
+    for pid in slots.iter().filter_map(|s| s.pid) {
+        let _ = kill(pid, sig);
+    }
+}
+
+/// Collects exited workers and schedules their restart.
+fn reap(slots: &mut [Slot], stopping: bool) {
+    loop {
+        let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(status) => status,
+        };
+        let Some(pid) = status.pid() else { return };
+        let Some(slot) = slots.iter_mut().find(|s| s.pid == Some(pid)) else {
+            continue;
+        };
+        slot.pid = None;
+        let how = match status {
+            WaitStatus::Exited(_, code) => format!("exit code {code}"),
+            WaitStatus::Signaled(_, sig, _) => format!("signal {}", sig.as_str()),
+            other => format!("{other:?}"),
+        };
+        if stopping {
+            log::info!("worker pid {pid} exited ({how})");
+            continue;
+        }
+        let lived = slot.started.elapsed();
+        slot.backoff = if lived >= STABLE_AFTER {
+            RESTART_MIN
+        } else {
+            (slot.backoff * 2).min(RESTART_MAX)
+        };
+        let delay = if lived >= STABLE_AFTER {
+            Duration::ZERO
+        } else {
+            slot.backoff
+        };
+        log::warn!(
+            "worker pid {pid} died unexpectedly ({how}) after {:.1}s; restarting in {:.1}s",
+            lived.as_secs_f64(),
+            delay.as_secs_f64()
+        );
+        slot.start_at = Instant::now() + delay;
+    }
+}
+
+/// Forks one worker. The child never returns.
+fn start_worker(
+    supervisor: Pid,
+    signals: &SignalPipe,
+    settings: &WorkerSettings,
+    redis: &RedisSettings,
+    registry: &Registry,
+) -> Result<Pid> {
+    // Signals stay blocked across the fork until the worker has its own
+    // handlers, so none is lost or taken by the supervisor's.
+    let blocked = signals::block(HANDLED);
+    // SAFETY: the supervisor is single-threaded.
+    let forked = unsafe { fork() };
+    match forked {
+        Ok(ForkResult::Parent { child }) => {
+            signals::restore(blocked);
+            Ok(child)
+        }
+        Ok(ForkResult::Child) => {
+            signals.reset_in_child();
+            // Die with the supervisor; if it is already gone, exit now.
+            // SAFETY: prctl with a valid option and signal number.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP) };
+            if nix::unistd::getppid() != supervisor {
+                std::process::exit(1);
+            }
+            // Worker::new installs the worker's handlers, which unblocks them.
+            let code = match Worker::new(settings.clone(), redis, registry) {
+                Ok(worker) => match worker.run() {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        log::error!("{e}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    log::error!("{e}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        Err(e) => {
+            signals::restore(blocked);
+            Err(Error::io("forking a worker", e.into()))
+        }
+    }
+}

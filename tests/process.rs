@@ -1,0 +1,401 @@
+//! Process control: the COUNT supervisor, signals, TERM_CHILD, process
+//! titles and PIDFILE, with real processes and real signals.
+
+mod common;
+
+use common::*;
+use std::process::Child;
+use std::time::Instant;
+
+/// A job that records its pid, then waits for `gate` (or forever).
+fn gated(jobs: &JobsDir, class: &str) -> std::path::PathBuf {
+    let gate = jobs.scratch(&format!("{class}.gate"));
+    let pids = jobs.scratch(&format!("{class}.pids"));
+    jobs.add(
+        class,
+        &format!(
+            "echo $$ >> {p}; while [ ! -e {g} ]; do sleep 0.01; done",
+            p = pids.display(),
+            g = gate.display()
+        ),
+    );
+    gate
+}
+
+fn job_pids(jobs: &JobsDir, class: &str) -> Vec<u32> {
+    std::fs::read_to_string(jobs.scratch(&format!("{class}.pids")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn pool(redis: &RedisServer, jobs: &JobsDir, count: usize) -> Child {
+    let mut cmd = worker(redis, jobs, "q", "0.1");
+    cmd.env("COUNT", count.to_string());
+    let child = cmd.spawn().unwrap();
+    wait_until("every worker registers", || {
+        redis.members("resque:workers").len() == count
+    });
+    child
+}
+
+fn registered_pids(redis: &RedisServer) -> Vec<u32> {
+    let mut pids: Vec<u32> = redis
+        .members("resque:workers")
+        .iter()
+        .map(|id| id.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    pids.sort();
+    pids
+}
+
+#[test]
+fn count_runs_distinct_registered_workers_with_resque_titles() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let mut sup = pool(&redis, &jobs, 3);
+    let pids = registered_pids(&redis);
+    assert_eq!(pids.len(), 3);
+    assert_eq!(
+        pids,
+        children(sup.id()),
+        "workers are the supervisor's children"
+    );
+    for id in redis.members("resque:workers") {
+        assert!(id.starts_with(&format!("{}:", hostname())), "{id}");
+        assert!(id.ends_with(":q"), "{id}");
+    }
+    // What Ruby's and php's pruning grep for (protocol 9 item 7).
+    for pid in &pids {
+        wait_until("the worker shows its waiting title", || {
+            command_line(*pid) == "resque-0.1.0 (resque-fork): Waiting for q"
+        });
+    }
+    let title = command_line(sup.id());
+    assert!(
+        title.starts_with("resque-0.1.0 (resque-fork): Supervising 3 workers on q"),
+        "{title}"
+    );
+    assert!(!title.contains("resque-web"));
+    signal(sup.id(), libc::SIGQUIT);
+    assert_eq!(wait_exit(&mut sup).code(), Some(0));
+    assert!(redis.members("resque:workers").is_empty());
+    assert!(pids.iter().all(|p| !alive(*p)));
+}
+
+#[test]
+fn processing_and_forked_titles_while_a_job_runs() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let gate = gated(&jobs, "Slow");
+    redis.push("q", r#"{"class":"Slow","args":[]}"#);
+    let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the job runs", || !job_pids(&jobs, "Slow").is_empty());
+    let job = job_pids(&jobs, "Slow")[0];
+    let title = command_line(child.id());
+    let rest = title
+        .strip_prefix(&format!("resque-0.1.0 (resque-fork): Forked {job} at "))
+        .unwrap_or_else(|| panic!("{title}"));
+    assert!(rest.parse::<u64>().is_ok(), "{title}");
+    std::fs::write(&gate, "").unwrap();
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_its_job_accounted_for() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let _gate = gated(&jobs, "Stuck");
+    let mut sup = pool(&redis, &jobs, 2);
+    redis.push("q", r#"{"class":"Stuck","args":[1]}"#);
+    wait_until("the job runs", || !job_pids(&jobs, "Stuck").is_empty());
+    let job = job_pids(&jobs, "Stuck")[0];
+    let victim = registered_pids(&redis)
+        .into_iter()
+        .find(|p| children(*p).contains(&job))
+        .expect("the worker running the job");
+    signal(victim, libc::SIGKILL);
+    wait_until("a replacement registers and the dead one is pruned", || {
+        let pids = registered_pids(&redis);
+        pids.len() == 2 && !pids.contains(&victim)
+    });
+    wait_until("the job process died with its worker", || !alive(job));
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["exception"], "Resque::DirtyExit");
+    assert_eq!(failures[0]["error"], "Job still being processed");
+    assert_eq!(failures[0]["payload"]["args"][0], 1);
+    assert!(failures[0]["worker"]
+        .as_str()
+        .unwrap()
+        .contains(&format!(":{victim}:")));
+    signal(sup.id(), libc::SIGTERM);
+    assert_eq!(wait_exit(&mut sup).code(), Some(0));
+}
+
+#[test]
+fn quit_lets_running_jobs_finish_then_every_worker_exits() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let gate = gated(&jobs, "Slow");
+    let log = jobs.scratch("pool.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("COUNT", "2");
+    log_to(&mut cmd, &log);
+    let mut sup = cmd.spawn().unwrap();
+    redis.push("q", r#"{"class":"Slow","args":[]}"#);
+    redis.push("q", r#"{"class":"Slow","args":[]}"#);
+    wait_until("both jobs run", || job_pids(&jobs, "Slow").len() == 2);
+    redis.push("q", r#"{"class":"Slow","args":["never"]}"#);
+    signal(sup.id(), libc::SIGQUIT);
+    wait_until("both workers have seen QUIT", || {
+        logged(&log, "QUIT received: finishing the current job") == 2
+    });
+    // The workers are still finishing their jobs.
+    assert_eq!(redis.members("resque:workers").len(), 2);
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(wait_exit(&mut sup).code(), Some(0));
+    assert!(redis.failures().is_empty());
+    assert_eq!(redis.int("resque:stat:processed"), 2);
+    assert_eq!(redis.llen("resque:queue:q"), 1, "no job started after QUIT");
+    assert!(redis.members("resque:workers").is_empty());
+}
+
+#[test]
+fn term_kills_running_jobs_records_them_and_exits_promptly() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let _gate = gated(&jobs, "Forever");
+    let mut sup = pool(&redis, &jobs, 2);
+    redis.push("q", r#"{"class":"Forever","args":[]}"#);
+    redis.push("q", r#"{"class":"Forever","args":[]}"#);
+    wait_until("both jobs run", || job_pids(&jobs, "Forever").len() == 2);
+    signal(sup.id(), libc::SIGTERM);
+    assert_eq!(wait_exit(&mut sup).code(), Some(0));
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 2);
+    for f in &failures {
+        assert_eq!(f["exception"], "Resque::DirtyExit");
+        assert!(
+            f["error"].as_str().unwrap().ends_with("SIGKILL (signal 9)"),
+            "{f}"
+        );
+    }
+    assert_eq!(redis.int("resque:stat:failed"), 2);
+    assert!(redis.members("resque:workers").is_empty());
+    assert!(job_pids(&jobs, "Forever").iter().all(|p| !alive(*p)));
+}
+
+#[test]
+fn graceful_term_makes_term_act_like_quit() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let gate = gated(&jobs, "Slow");
+    redis.push("q", r#"{"class":"Slow","args":[]}"#);
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("GRACEFUL_TERM", "1");
+    log_to(&mut cmd, &log);
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the job runs", || !job_pids(&jobs, "Slow").is_empty());
+    signal(child.id(), libc::SIGTERM);
+    wait_until("the worker has seen TERM", || {
+        logged(&log, "TERM (GRACEFUL_TERM) received") == 1
+    });
+    assert!(alive(job_pids(&jobs, "Slow")[0]), "the job was not killed");
+    std::fs::write(&gate, "").unwrap();
+    assert!(wait_exit(&mut child).success());
+    assert!(redis.failures().is_empty());
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+}
+
+#[test]
+fn term_child_sends_term_then_kill_after_the_timeout() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let marker = jobs.scratch("got-term");
+    let pids = jobs.scratch("Stubborn.pids");
+    // Ignores TERM (notes it), so only the SIGKILL after the timeout ends it.
+    jobs.add(
+        "Stubborn",
+        &format!(
+            "trap 'touch {m}' TERM; echo $$ >> {p}; while :; do sleep 0.01; done",
+            m = marker.display(),
+            p = pids.display()
+        ),
+    );
+    // Exits on TERM.
+    jobs.add(
+        "Polite",
+        &format!(
+            "echo $$ >> {}; exec sleep 60",
+            jobs.scratch("Polite.pids").display()
+        ),
+    );
+    redis.push("q", r#"{"class":"Stubborn","args":[]}"#);
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("TERM_CHILD", "1").env("RESQUE_TERM_TIMEOUT", "1.5");
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the job runs", || !job_pids(&jobs, "Stubborn").is_empty());
+    let sent = Instant::now();
+    signal(child.id(), libc::SIGUSR1);
+    wait_until("the job got TERM", || marker.exists());
+    wait_until("the job is killed", || redis.failures().len() == 1);
+    assert!(
+        sent.elapsed().as_secs_f64() >= 1.5,
+        "killed before the timeout"
+    );
+    let f = &redis.failures()[0];
+    assert!(
+        f["error"].as_str().unwrap().ends_with("SIGKILL (signal 9)"),
+        "{f}"
+    );
+
+    // USR1 kept the worker going: the next job is TERMed and stops at once.
+    redis.push("q", r#"{"class":"Polite","args":[]}"#);
+    wait_until("the next job runs", || {
+        !job_pids(&jobs, "Polite").is_empty()
+    });
+    signal(child.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut child).success());
+    let f = &redis.failures()[1];
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("SIGTERM (signal 15)"),
+        "{f}"
+    );
+    assert!(redis.members("resque:workers").is_empty());
+}
+
+#[test]
+fn usr1_kills_only_the_current_job() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let _gate = gated(&jobs, "Forever");
+    let done = jobs.scratch("next-ran");
+    jobs.add("Next", &format!("touch {}", done.display()));
+    redis.push("q", r#"{"class":"Forever","args":[]}"#);
+    redis.push("q", r#"{"class":"Next","args":[]}"#);
+    let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the job runs", || !job_pids(&jobs, "Forever").is_empty());
+    signal(child.id(), libc::SIGUSR1);
+    wait_until("the next job ran", || done.exists());
+    assert_eq!(redis.failures()[0]["exception"], "Resque::DirtyExit");
+    assert!(alive(child.id()));
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn usr2_pauses_and_cont_resumes_every_worker_of_a_pool() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("ran");
+    jobs.add("Touch", &format!("touch {}", out.display()));
+    let mut sup = pool(&redis, &jobs, 2);
+    let workers = registered_pids(&redis);
+    signal(sup.id(), libc::SIGUSR2);
+    for pid in &workers {
+        wait_until("the worker shows it is paused", || {
+            command_line(*pid).ends_with("Paused")
+        });
+    }
+    redis.push("q", r#"{"class":"Touch","args":[]}"#);
+    // Paused workers leave the job queued; they are waiting, not working.
+    for pid in &workers {
+        assert!(command_line(*pid).ends_with("Paused"));
+    }
+    assert_eq!(redis.llen("resque:queue:q"), 1);
+    signal(sup.id(), libc::SIGCONT);
+    wait_until("a resumed worker runs the job", || out.exists());
+    signal(sup.id(), libc::SIGQUIT);
+    assert_eq!(wait_exit(&mut sup).code(), Some(0));
+}
+
+#[test]
+fn killing_the_supervisor_takes_its_workers_down() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let _gate = gated(&jobs, "Forever");
+    let mut sup = pool(&redis, &jobs, 3);
+    redis.push("q", r#"{"class":"Forever","args":[]}"#);
+    wait_until("the job runs", || !job_pids(&jobs, "Forever").is_empty());
+    let workers = registered_pids(&redis);
+    signal(sup.id(), libc::SIGKILL);
+    wait_exit(&mut sup);
+    wait_until("no worker outlives the supervisor", || {
+        workers.iter().all(|p| !alive(*p))
+    });
+    wait_until("no job process outlives its worker", || {
+        job_pids(&jobs, "Forever").iter().all(|p| !alive(*p))
+    });
+    // They stopped as on TERM: unregistered, the job recorded.
+    assert!(redis.members("resque:workers").is_empty());
+    assert_eq!(redis.failures().len(), 1);
+}
+
+#[test]
+fn a_live_pidfile_blocks_a_second_start_and_a_stale_one_does_not() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let pidfile = jobs.scratch("pool.pid");
+    let mut first = worker(&redis, &jobs, "q", "0.1");
+    first.env("COUNT", "2").env("PIDFILE", &pidfile);
+    let mut first = first.spawn().unwrap();
+    wait_until("the pool registers", || {
+        redis.members("resque:workers").len() == 2
+    });
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        first.id().to_string()
+    );
+    let mut second = worker(&redis, &jobs, "q", "0.1");
+    second.env("PIDFILE", &pidfile);
+    let out = run(second);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already running"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    signal(first.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut first).success());
+    assert!(!pidfile.exists(), "removed on a clean exit");
+
+    // A stale pidfile: the pid of a process that is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&pidfile, format!("{gone_pid}\n")).unwrap();
+    let mut third = worker(&redis, &jobs, "q", "0");
+    third.env("PIDFILE", &pidfile);
+    let out = run(third);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_count_and_unreachable_redis_fail_with_one_line() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    for count in ["0", "-1", "many"] {
+        let mut cmd = worker(&redis, &jobs, "q", "0");
+        cmd.env("COUNT", count);
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(2), "COUNT={count}");
+    }
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    cmd.env("COUNT", "3").env(
+        "REDIS_URL",
+        format!("unix://{}/none.sock", jobs.dir.path().display()),
+    );
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
