@@ -1,18 +1,16 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build run test fmt lint unit redis node
+.PHONY: all build run test tools
 
 all: build
 
 build:
 	$(CARGO) build
 
-redis:
-	scripts/ensure-redis.sh installed
-
-node:
-	scripts/ensure-node.sh
+# Redis (every test starts its own), and the other tools the tests use.
+tools:
+	scripts/ensure-test-tools.sh
 
 ## make run: build, make sure a Redis answers (a throwaway one if needed),
 ## enqueue demo jobs and run a worker in the foreground; Ctrl-C stops it.
@@ -20,7 +18,7 @@ run: build
 	scripts/run-demo.sh
 
 ## make test: the Redis check, then fmt, clippy and every test.
-test: redis node
+test: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test

@@ -1,35 +1,16 @@
 #!/usr/bin/env bash
-# Makes sure Redis is usable, for `make run` and `make test`.
-#   ensure-redis.sh installed   redis-server (and openssl, which the TLS test uses
-#                               for a throwaway certificate) are on PATH
+# Makes sure Redis is usable.
+#   ensure-redis.sh installed   redis-server is on PATH (tests start their own)
 #   ensure-redis.sh reachable   also: a Redis answers at REDIS_URL (default
 #                               127.0.0.1:6379); if none does, start a throwaway
 #                               one and print its pid on stdout
 # Installs Debian's redis-server package when it is missing and we are root.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 mode=${1:-installed}
 
-say() { printf 'ensure-redis: %s\n' "$*" >&2; }
-
-# need COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing.
-need() {
-  command -v "$1" >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "$1 is missing; installing Debian's $2 package"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq "$2" >&2
-  else
-    say "$1 is not installed. Install it (Debian/Ubuntu: sudo apt-get install $2) and run this again."
-    exit 1
-  fi
-}
-
 need redis-server redis-server
-if [ "$mode" = installed ]; then
-  need openssl openssl
-  exit 0
-fi
+[ "$mode" = installed ] && exit 0
 
 url=${REDIS_URL:-redis://127.0.0.1:6379}
 case "$url" in

@@ -8,10 +8,17 @@
 //! ## A tour
 //!
 //! ```text
-//! resque-fork (worker)          registered as host:pid:queues, single-threaded
-//! └── job process               one per job: a forked Rust function, or the
-//!                               program JOBS_DIR/<class>
+//! resque-fork (supervisor)      COUNT > 1: starts, restarts and signals workers
+//! ├── worker                    registered as host:pid:queues, single-threaded
+//! │   └── job process           one per job: a forked Rust function, or the
+//! │                             program JOBS_DIR/<class>
+//! └── worker …
 //! ```
+//!
+//! With COUNT=1 the foreground process is the worker. Each level dies with
+//! the one above it (`PR_SET_PDEATHSIG`), so nothing runs unsupervised.
+//! [`supervisor`] forks the workers (a user's [`Registry`] survives the
+//! fork), [`proctitle`] writes the `ps` titles Resque's liveness checks read.
 //!
 //! The worker loop ([`worker`]) does all Redis bookkeeping itself, so the
 //! record of a job never depends on a job process that may have crashed:

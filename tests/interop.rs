@@ -14,7 +14,7 @@ fn interop_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     assert!(
         dir.join("node_modules/node-resque").exists(),
-        "node-resque is not installed: run `make test` (or scripts/ensure-node.sh)"
+        "node-resque is not installed: run `make test` (or scripts/ensure-test-tools.sh)"
     );
     dir
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# What `make test` needs besides Rust, installed from Debian's packages when
+# missing and we are root: redis-server (every test starts its own), openssl
+# (a throwaway certificate for the TLS test), supervisor (the supervisord
+# test), Node.js and npm with node-resque pinned by tests/interop's lockfile
+# (the interop tests).
+set -euo pipefail
+here=$(dirname "$0")
+source "$here/lib.sh"
+
+"$here/ensure-redis.sh" installed
+need openssl openssl
+need supervisord supervisor
+need node nodejs
+need npm npm
+
+cd "$here/../tests/interop"
+if [ ! -d node_modules/node-resque ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing node-resque from the lockfile"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi

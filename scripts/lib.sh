@@ -1,0 +1,21 @@
+# Shared by the setup scripts; source it.
+
+say() { printf '%s: %s\n' "$(basename "$0" .sh)" "$*" >&2; }
+
+# need COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing
+# (as root), or says what to install and fails.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "$1 is missing; installing Debian's $2 package"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "${APT_UPDATED:-}" ]; then
+      apt-get update -qq >&2
+      APT_UPDATED=1
+    fi
+    apt-get install -y -qq "$2" >&2
+  else
+    say "$1 is not installed. Install it (Debian/Ubuntu: sudo apt-get install $2) and run this again."
+    exit 1
+  fi
+}
