@@ -41,6 +41,7 @@ pub fn start(
     exec: &ExecHandler,
     worker_id: &str,
     signals: &SignalPipe,
+    memory_limit: Option<u64>,
 ) -> Result<JobProcess, Failure> {
     let pipe = || {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
@@ -58,7 +59,11 @@ pub fn start(
         // consistent copy of every lock and allocator.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
-                if crate::handlers::exec::die_with_parent(worker).is_err() {
+                let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+                if crate::handlers::exec::die_with_parent(worker)
+                    .and_then(|()| crate::handlers::exec::limit_memory(memory_limit))
+                    .is_err()
+                {
                     // SAFETY: leaving the copy of the worker without running its destructors.
                     unsafe { libc::_exit(1) }
                 }
@@ -161,9 +166,13 @@ impl JobProcess {
         }
     }
 
-    /// Sends a signal to the job process (never to the worker).
+    /// Sends a signal to the job: its whole process group, so processes the
+    /// job started stop with it (never to the worker, which is outside it).
     pub fn signal(&self, sig: Signal) {
-        let _ = kill(self.pid, sig);
+        if nix::sys::signal::killpg(self.pid, sig).is_err() {
+            // Not yet in its own group (just forked): the process itself.
+            let _ = kill(self.pid, sig);
+        }
     }
 
     /// Reaps the process if it has ended.

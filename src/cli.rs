@@ -112,6 +112,28 @@ struct WorkArgs {
     #[arg(long, env = "GRACEFUL_TERM", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
     graceful_term: bool,
+    /// Stop a job that runs longer than this many seconds (TERM, then KILL); off by default
+    #[arg(long, env = "JOB_TIMEOUT", value_name = "SECONDS", value_parser = parse_positive)]
+    job_timeout: Option<std::time::Duration>,
+    /// Cap each job's address space: megabytes, or a number with K, M or G
+    #[arg(long, env = "JOB_MEMORY_LIMIT", value_name = "SIZE", value_parser = config::parse_memory)]
+    job_memory_limit: Option<u64>,
+    /// Push the job of a dead worker back to the head of its queue (once) instead of failing it
+    #[arg(long, env = "REQUEUE_ORPHANS", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    requeue_orphans: bool,
+    /// A worker whose heartbeat is older than this many seconds is dead, on any host
+    #[arg(long, env = "PRUNE_AGE", default_value = "300", value_name = "SECONDS",
+          value_parser = parse_positive)]
+    prune_age: std::time::Duration,
+    /// Seconds between looks for dead workers
+    #[arg(long, env = "PRUNE_INTERVAL", default_value = "60", value_name = "SECONDS",
+          value_parser = parse_positive)]
+    prune_interval: std::time::Duration,
+    /// Seconds to wait for an unreachable Redis at startup before exiting 1; 0 = exit at once
+    #[arg(long, env = "REDIS_STARTUP_TIMEOUT", default_value = "30", value_name = "SECONDS",
+          value_parser = config::parse_interval)]
+    redis_startup_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +226,16 @@ impl WorkArgs {
                 pre_shutdown_timeout: self.pre_shutdown_timeout,
             },
             graceful_term: self.graceful_term,
+            prune: crate::prune::PrunePolicy {
+                max_heartbeat_age: self.prune_age,
+                requeue_orphans: self.requeue_orphans,
+            },
+            prune_interval: self.prune_interval,
+            redis_startup_timeout: self.redis_startup_timeout,
+            limits: config::JobLimits {
+                timeout: self.job_timeout,
+                memory_bytes: self.job_memory_limit,
+            },
         })
     }
 }
@@ -216,6 +248,15 @@ fn parse_heartbeat(text: &str) -> std::result::Result<std::time::Duration, Strin
         return Err(format!(
             "{text:?} must be more than 0 and at most 60 seconds"
         ));
+    }
+    Ok(d)
+}
+
+/// A duration that must be more than zero.
+fn parse_positive(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = config::parse_interval(text)?;
+    if d.is_zero() {
+        return Err(format!("{text:?} must be more than 0 seconds"));
     }
     Ok(d)
 }
@@ -300,9 +341,6 @@ fn work(cli: &Cli, registry: &Registry) -> Result<()> {
     if count == 1 {
         Worker::new(settings, &redis, registry)?.run()
     } else {
-        // Refuse to start a pool against a Redis that is not there: the
-        // workers would only die and be restarted.
-        Store::connect(&redis.url, Keys::new(&redis.prefix))?;
         supervisor::run(count, &settings, &redis, registry)
     }
 }

@@ -115,6 +115,55 @@ pub struct WorkerSettings {
     pub kill: KillSettings,
     /// TERM acts like QUIT (finish the job, then exit).
     pub graceful_term: bool,
+    /// How dead workers are judged and their jobs treated.
+    pub prune: crate::prune::PrunePolicy,
+    /// How often a worker looks for dead workers (under Ruby's lock).
+    pub prune_interval: Duration,
+    /// How long a starting worker waits for an unreachable Redis before
+    /// giving up; zero = fail at once.
+    pub redis_startup_timeout: Duration,
+    /// Limits on each job process.
+    pub limits: JobLimits,
+}
+
+/// Limits on each job process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobLimits {
+    /// `JOB_TIMEOUT`: a job running longer gets SIGTERM, then SIGKILL after
+    /// the term timeout, and is recorded as `ResqueFork::JobTimeout`.
+    pub timeout: Option<Duration>,
+    /// `JOB_MEMORY_LIMIT`: the job's address-space limit (RLIMIT_AS), in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Parses a memory size: a number of megabytes, or a number with a
+/// `K`, `M` or `G` suffix.
+///
+/// ```
+/// use resque_fork::config::parse_memory;
+/// assert_eq!(parse_memory("512").unwrap(), 512 << 20);
+/// assert_eq!(parse_memory("2G").unwrap(), 2 << 30);
+/// assert_eq!(parse_memory("64k").unwrap(), 64 << 10);
+/// assert!(parse_memory("lots").is_err());
+/// assert!(parse_memory("0").is_err());
+/// ```
+pub fn parse_memory(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 20),
+    };
+    match digits.trim().parse::<u64>() {
+        Ok(n) if n > 0 => n
+            .checked_shl(shift)
+            .filter(|v| v >> shift == n)
+            .ok_or_else(|| format!("{text:?} is too large")),
+        _ => Err(format!(
+            "{text:?} is not a memory size (megabytes, or a number with K, M or G)"
+        )),
+    }
 }
 
 /// How a job process is stopped when the worker must kill it.

@@ -170,6 +170,8 @@ pub mod exceptions {
     pub const JOB_FAILED: &str = "ResqueFork::JobFailed";
     /// A Rust job function that panicked.
     pub const PANIC: &str = "ResqueFork::Panic";
+    /// A job stopped for running longer than `JOB_TIMEOUT`.
+    pub const JOB_TIMEOUT: &str = "ResqueFork::JobTimeout";
 }
 
 /// A failure record for the `failed` list, fields in Ruby's order.
@@ -263,6 +265,36 @@ impl WorkerRecord {
             .ok()
             .and_then(|c| c.class)
     }
+}
+
+/// The field that marks a payload requeued once after its worker died.
+pub const REQUEUED_MARK: &str = "requeued_orphan";
+
+/// The payload with [`REQUEUED_MARK`] (set to `now`) added in front of its
+/// fields, by splicing text: nothing else in the payload is re-encoded.
+/// `None` when the payload is not an object or is already marked.
+///
+/// ```
+/// use resque_fork::payload::mark_requeued;
+/// let once = mark_requeued(r#"{"class":"A","args":[1.50]}"#, 7).unwrap();
+/// assert_eq!(once, r#"{"requeued_orphan":7,"class":"A","args":[1.50]}"#);
+/// assert_eq!(mark_requeued(&once, 8), None);
+/// assert_eq!(mark_requeued("{}", 7).as_deref(), Some(r#"{"requeued_orphan":7}"#));
+/// assert_eq!(mark_requeued("[1]", 7), None);
+/// ```
+pub fn mark_requeued(payload: &str, now: i64) -> Option<String> {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(payload) else {
+        return None;
+    };
+    if fields.contains_key(REQUEUED_MARK) {
+        return None;
+    }
+    let body = payload.trim().strip_prefix('{')?;
+    Some(if fields.is_empty() {
+        format!("{{\"{REQUEUED_MARK}\":{now}}}")
+    } else {
+        format!("{{\"{REQUEUED_MARK}\":{now},{}", body.trim_start())
+    })
 }
 
 /// php-resque's job states.

@@ -1,12 +1,18 @@
 //! Finding workers that died without unregistering, and accounting for the
 //! jobs they held.
+//!
+//! Ruby's rules, with two fixes (protocol 9.1 W2, W3): pruning runs
+//! periodically, not only at startup, and on this host a live pid only
+//! counts as a worker when its command line is a Resque worker's (pid reuse).
 
 use crate::error::Result;
 use crate::payload::{exceptions, Failure};
-use crate::store::Store;
+use crate::store::{Store, Unregistered};
+use crate::timefmt;
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
+use std::time::Duration;
 
 /// How long Ruby's pruning lock is held at most.
 pub const PRUNE_LOCK_SECS: u64 = 60;
@@ -44,28 +50,90 @@ pub fn pid_alive(pid: i32) -> bool {
     !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }
 
-/// One pruned worker, for the log.
+/// True when a command line is a Resque worker's by Ruby's and php's test
+/// (`resque-<digit>`, `resque:work`, `resque: Starting`, never `resque-web`),
+/// or resque-fork's own.
+///
+/// ```
+/// use resque_fork::prune::is_resque_worker_command;
+/// assert!(is_resque_worker_command("resque-3.0.0: Waiting for high"));
+/// assert!(is_resque_worker_command("resque-1.2 (high): Waiting with interval 5"));
+/// assert!(is_resque_worker_command("resque-0.1.0 (resque-fork): Forked 7 at 1"));
+/// assert!(!is_resque_worker_command("resque-web -p 8282"));
+/// assert!(!is_resque_worker_command("/usr/sbin/sshd -D"));
+/// ```
+pub fn is_resque_worker_command(cmd: &str) -> bool {
+    if cmd.contains("resque-web") {
+        return false;
+    }
+    let digit_after = cmd
+        .match_indices("resque-")
+        .any(|(i, _)| cmd[i + 7..].starts_with(|c: char| c.is_ascii_digit()));
+    digit_after
+        || cmd.contains("resque:work")
+        || cmd.contains("resque: Starting")
+        || cmd.contains("resque-fork")
+}
+
+/// True when `pid` on this host is a live Resque worker. A process whose
+/// command line cannot be read is given the benefit of the doubt.
+pub fn local_worker_alive(pid: i32) -> bool {
+    if !pid_alive(pid) {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(raw) => {
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            // A zombie or a kernel thread has an empty command line.
+            !cmd.trim().is_empty() && is_resque_worker_command(&cmd)
+        }
+        Err(_) => true,
+    }
+}
+
+/// How pruning judges workers and treats their jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrunePolicy {
+    /// A heartbeat older than this (by Redis time) marks a worker dead on
+    /// any host; Ruby's `prune_interval`, 300 s by default.
+    pub max_heartbeat_age: Duration,
+    /// Push an orphaned job back to the head of its queue once, instead of
+    /// filing a failure.
+    pub requeue_orphans: bool,
+}
+
+impl Default for PrunePolicy {
+    fn default() -> Self {
+        PrunePolicy {
+            max_heartbeat_age: Duration::from_secs(300),
+            requeue_orphans: false,
+        }
+    }
+}
+
+/// One pruned worker, for the log and the `prune` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pruned {
     pub worker_id: String,
-    /// The class of the job it held, when it held one.
-    pub job_class: Option<String>,
+    /// Why it was judged dead.
+    pub reason: String,
+    /// What became of the job it held.
+    pub job: Unregistered,
 }
 
-/// Unregisters every worker registered for `hostname` whose process is gone,
-/// filing a `Resque::DirtyExit` failure for the job each held. Runs under
-/// Ruby's pruning lock; does nothing when another worker holds it.
-pub fn prune_dead_local_workers(
+/// Prunes dead workers under Ruby's lock; does nothing (returns an empty
+/// list) when another worker holds it.
+pub fn prune(
     store: &mut Store,
     my_id: &str,
     hostname: &str,
-    now: i64,
+    policy: &PrunePolicy,
 ) -> Result<Vec<Pruned>> {
     if !store.try_prune_lock(my_id, PRUNE_LOCK_SECS)? {
         log::debug!("another worker is pruning; skipping");
         return Ok(Vec::new());
     }
-    let result = prune_under_lock(store, my_id, hostname, now);
+    let result = prune_under_lock(store, my_id, hostname, policy);
     if let Err(e) = store.release_prune_lock(my_id) {
         log::warn!("{e}");
     }
@@ -76,30 +144,79 @@ fn prune_under_lock(
     store: &mut Store,
     my_id: &str,
     hostname: &str,
-    now: i64,
+    policy: &PrunePolicy,
 ) -> Result<Vec<Pruned>> {
-    let my_pid = std::process::id() as i32;
+    let now = store.server_time()?;
     let mut pruned = Vec::new();
+
+    // Heartbeat rule, any host: Ruby's PruneDeadWorkerDirtyExit.
+    for (id, beat) in store.heartbeats()? {
+        if id == my_id {
+            continue;
+        }
+        let Some(at) = timefmt::parse_iso8601(&beat) else {
+            continue;
+        };
+        let age = now - at;
+        if age <= policy.max_heartbeat_age.as_secs() as i64 {
+            continue;
+        }
+        let failure = |class: &str| {
+            Failure::new(
+                exceptions::PRUNE_DEAD_WORKER_DIRTY_EXIT,
+                format!("Worker {id} did not gracefully exit while processing {class}"),
+            )
+        };
+        let job = store.unregister(&id, &failure, policy.requeue_orphans, now)?;
+        pruned.push(Pruned {
+            reason: format!("its last heartbeat is {age} s old"),
+            worker_id: id,
+            job,
+        });
+    }
+
+    // Pid rule, this host: the process is gone, or is no longer a worker.
+    let my_pid = std::process::id() as i32;
     for id in store.worker_ids()? {
         let Some(parsed) = WorkerId::parse(&id) else {
             continue;
         };
-        if id == my_id || parsed.host != hostname || parsed.pid == my_pid || pid_alive(parsed.pid) {
+        if id == my_id
+            || parsed.host != hostname
+            || parsed.pid == my_pid
+            || pruned.iter().any(|p| p.worker_id == id)
+        {
             continue;
         }
-        let failure = Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
-        let job_class = store.unregister(&id, &failure, now)?;
-        match &job_class {
-            Some(class) => log::warn!(
-                "pruned dead worker {id}; its job {class} is recorded as failed ({})",
-                exceptions::DIRTY_EXIT
-            ),
-            None => log::info!("pruned dead worker {id} (it was idle)"),
-        }
+        let reason = if !pid_alive(parsed.pid) {
+            "its process is gone"
+        } else if !local_worker_alive(parsed.pid) {
+            "its pid now belongs to another program"
+        } else {
+            continue;
+        };
+        let failure = |_: &str| Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
+        let job = store.unregister(&id, &failure, policy.requeue_orphans, now)?;
         pruned.push(Pruned {
             worker_id: id,
-            job_class,
+            reason: reason.to_string(),
+            job,
         });
+    }
+    for p in &pruned {
+        match &p.job {
+            Unregistered::Idle => log::info!("pruned dead worker {} ({})", p.worker_id, p.reason),
+            Unregistered::Failed { class } => log::warn!(
+                "pruned dead worker {} ({}); its job {class} is recorded as failed",
+                p.worker_id,
+                p.reason
+            ),
+            Unregistered::Requeued { class, queue } => log::warn!(
+                "pruned dead worker {} ({}); its job {class} is back at the head of {queue}",
+                p.worker_id,
+                p.reason
+            ),
+        }
     }
     Ok(pruned)
 }

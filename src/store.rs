@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::payload::{failure_record, Failure, JobState, WorkerRecord};
+use crate::payload::{failure_record, mark_requeued, Failure, JobState, WorkerRecord};
 use redis::{Client, Connection, Script};
 use std::time::Duration;
 
@@ -25,6 +25,9 @@ pub const STATUS_TTL_SECS: u64 = 86_400;
 pub enum Reserved {
     /// Every queue was empty.
     Empty,
+    /// `worker:ID` already held this job: an earlier reserve ran but its
+    /// reply was lost. The job was never started.
+    Held { in_flight: Vec<u8> },
     /// `pause-all-workers` is set.
     Paused,
     /// A job, already recorded as in flight in `worker:ID`.
@@ -72,9 +75,16 @@ impl Store {
     /// Opens a store for `url` (any URL the `redis` crate accepts) and checks
     /// that Redis answers.
     pub fn connect(url: &str, keys: Keys) -> Result<Store> {
+        let mut store = Store::open(url, keys)?;
+        store.ping()?;
+        Ok(store)
+    }
+
+    /// Opens a store without contacting Redis; the first command connects.
+    pub fn open(url: &str, keys: Keys) -> Result<Store> {
         let client = Client::open(url)
             .map_err(|e| Error::Config(format!("invalid Redis address {url:?}: {e}")))?;
-        let mut store = Store {
+        let store = Store {
             client,
             conn: None,
             keys,
@@ -90,7 +100,6 @@ impl Store {
                 ),
             },
         };
-        store.ping()?;
         Ok(store)
     }
 
@@ -288,37 +297,47 @@ impl Store {
         )
     }
 
-    /// Removes a worker and all its keys. A job it still held gets a failure
-    /// record with `failure` (and counts as processed and failed). Returns the
-    /// class of that job, if there was one.
+    /// Removes a worker and all its keys, atomically. A job it still held
+    /// gets a failure record from `make_failure(class)` (and counts as
+    /// processed and failed), or, with `requeue`, goes back to the head of
+    /// its queue once; see [`mark_requeued`].
     pub fn unregister(
         &mut self,
         worker_id: &str,
-        failure: &Failure,
+        make_failure: &dyn Fn(&str) -> Failure,
+        requeue: bool,
         now: i64,
-    ) -> Result<Option<String>> {
+    ) -> Result<Unregistered> {
         // The in-flight record can change between our read and the script only
         // if that worker is in fact alive; retry a few times, then give up.
         for _ in 0..5 {
             let current = self.in_flight(worker_id)?;
-            let (record, status_key, class) = match current.as_deref() {
-                None => (String::new(), String::new(), None),
-                Some(text) => {
-                    let (payload, queue, class) = match WorkerRecord::parse(text) {
-                        Some(r) => (r.payload.get().to_string(), r.queue.clone(), r.class()),
-                        None => (text.to_string(), String::new(), None),
-                    };
-                    let status_key = crate::payload::Job::parse(&payload, &queue)
-                        .ok()
-                        .and_then(|j| j.id().map(|id| self.keys.job_status(j.status_prefix(), id)))
-                        .unwrap_or_default();
-                    (
-                        failure_record(&payload, &queue, failure, worker_id, now),
-                        status_key,
-                        Some(class.unwrap_or_else(|| "<Unknown Job>".to_string())),
-                    )
+            let mut plan = Unregistered::Idle;
+            let (mut record, mut status_key, mut requeued, mut queue) =
+                (String::new(), String::new(), String::new(), String::new());
+            if let Some(text) = current.as_deref() {
+                let (payload, q, class) = match WorkerRecord::parse(text) {
+                    Some(r) => (r.payload.get().to_string(), r.queue.clone(), r.class()),
+                    None => (text.to_string(), String::new(), None),
+                };
+                let class = class.unwrap_or_else(|| "<Unknown Job>".to_string());
+                status_key = best_effort_status_key(&self.keys, &payload).unwrap_or_default();
+                match mark_requeued(&payload, now).filter(|_| requeue && !q.is_empty()) {
+                    Some(marked) => {
+                        requeued = marked;
+                        plan = Unregistered::Requeued {
+                            class,
+                            queue: q.clone(),
+                        };
+                    }
+                    None => {
+                        record =
+                            failure_record(&payload, &q, &make_failure(&class), worker_id, now);
+                        plan = Unregistered::Failed { class };
+                    }
                 }
-            };
+                queue = q;
+            }
             let expected = current.unwrap_or_default();
             let done: i64 = self.with_conn(
                 || format!("unregistering worker {worker_id}"),
@@ -333,21 +352,33 @@ impl Store {
                         .key(k.stat("processed"))
                         .key(k.stat("failed"))
                         .key(k.failed())
+                        .key(k.queue(&queue))
+                        .key(k.queues())
                         .arg(worker_id)
                         .arg(&expected)
                         .arg(&record)
                         .arg(now)
                         .arg(&status_key)
+                        .arg(&requeued)
+                        .arg(&queue)
                         .invoke(c)
                 },
             )?;
             if done == 1 {
-                return Ok(class);
+                return Ok(plan);
             }
         }
         Err(Error::NotFound(format!(
             "worker {worker_id} kept changing its job while being unregistered; it looks alive"
         )))
+    }
+
+    /// Every field of `workers:heartbeat`: worker id and its heartbeat text.
+    pub fn heartbeats(&mut self) -> Result<Vec<(String, String)>> {
+        self.with_conn(
+            || "reading workers:heartbeat".into(),
+            |c, k, _| redis::cmd("HGETALL").arg(k.heartbeat()).query(c),
+        )
     }
 
     /// Takes Ruby's pruning lock for `ttl_secs`; false when another worker holds it.
@@ -425,6 +456,26 @@ impl Store {
     }
 }
 
+/// What [`Store::unregister`] did with the worker's job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unregistered {
+    /// The worker held no job.
+    Idle,
+    /// Its job got a failure record.
+    Failed { class: String },
+    /// Its job went back to the head of `queue`.
+    Requeued { class: String, queue: String },
+}
+
+/// The php status key of a payload that is an object with an `id`, even when
+/// it is otherwise unrunnable.
+pub fn best_effort_status_key(keys: &Keys, payload: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
+    let prefix = value.get("prefix").and_then(|p| p.as_str());
+    Some(keys.job_status(prefix, id))
+}
+
 /// Quotes a string as JSON, for splicing into records built by the scripts.
 fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
@@ -456,6 +507,9 @@ fn parse_reserve_reply(reply: redis::Value) -> Result<Reserved> {
     match int(items.first()) {
         Some(0) => Ok(Reserved::Empty),
         Some(-1) => Ok(Reserved::Paused),
+        Some(-2) => Ok(Reserved::Held {
+            in_flight: bytes(items.get(1)).ok_or_else(|| bad("no record"))?,
+        }),
         Some(i) if i > 0 => Ok(Reserved::Job {
             queue_index: (i - 1) as usize,
             payload: bytes(items.get(1)).ok_or_else(|| bad("no payload"))?,

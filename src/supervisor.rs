@@ -10,8 +10,10 @@
 use crate::config::{RedisSettings, WorkerSettings};
 use crate::error::{Error, Result};
 use crate::handlers::Registry;
+use crate::keys::Keys;
 use crate::proctitle;
 use crate::signals::{self, SignalPipe, HANDLED};
+use crate::store::Store;
 use crate::worker::Worker;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -52,6 +54,9 @@ pub fn run(
         })
         .collect();
     let mut stopping: Option<Signal> = None;
+    if !wait_for_redis(&signals, settings, redis)? {
+        return Ok(());
+    }
     log::info!("supervisor {me} starting {count} workers");
     loop {
         if stopping.is_none() {
@@ -105,6 +110,53 @@ pub fn run(
             }
         }
         reap(&mut slots, stopping.is_some());
+    }
+}
+
+/// Starting a pool against a Redis that is not there would only have its
+/// workers die and be restarted: wait for it (REDIS_STARTUP_TIMEOUT), then
+/// give up with the error. Returns false when a stop signal came meanwhile.
+fn wait_for_redis(
+    signals: &SignalPipe,
+    settings: &WorkerSettings,
+    redis: &RedisSettings,
+) -> Result<bool> {
+    let give_up = Instant::now() + settings.redis_startup_timeout;
+    let mut retry = Duration::from_millis(100);
+    let mut logged = false;
+    loop {
+        match Store::connect(&redis.url, Keys::new(&redis.prefix)) {
+            Ok(_) => {
+                if logged {
+                    log::warn!("Redis answers; starting the workers");
+                }
+                return Ok(true);
+            }
+            Err(e) if !e.is_connection() || Instant::now() >= give_up => return Err(e),
+            Err(e) => {
+                if !logged {
+                    log::error!(
+                        "{e}; retrying for up to {}s",
+                        settings.redis_startup_timeout.as_secs_f64()
+                    );
+                    logged = true;
+                }
+            }
+        }
+        signals::wait_readable(
+            &[signals.fd()],
+            retry.min(give_up.saturating_duration_since(Instant::now())),
+        );
+        let stop = signals.drain().into_iter().any(|s| {
+            matches!(
+                s,
+                Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP
+            )
+        });
+        if stop {
+            return Ok(false);
+        }
+        retry = (retry * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -1,25 +1,35 @@
 //! One worker process: reserve → start the job process → watch it → record,
 //! in a single thread, with signals, the job process and time all waited for
 //! in one `poll(2)`.
+//!
+//! Redis may go away at any moment. Nothing here treats that as fatal: the
+//! loop backs off and retries, logging once per outage; a finished job's
+//! outcome is kept until it is recorded (and the record step is idempotent,
+//! so a retry never counts twice); no new job is reserved meanwhile.
 
 use crate::child::{self, JobProcess};
 use crate::config::{RedisSettings, WorkerSettings};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
 use crate::keys::Keys;
-use crate::payload::{exceptions, failure_record, Failure, Job};
+use crate::payload::{exceptions, failure_record, Failure, Job, WorkerRecord};
 use crate::proctitle;
 use crate::prune;
 use crate::signals::{self, SignalPipe, HANDLED};
-use crate::store::{Outcome, Reserved, Store};
+use crate::store::{best_effort_status_key, Outcome, Reserved, Store};
 use crate::timefmt;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use std::time::{Duration, Instant};
 
-const HEARTBEAT_RETRY: Duration = Duration::from_secs(5);
-const REDIS_RETRY_MAX: Duration = Duration::from_secs(10);
+const HOUSEKEEPING_RETRY: Duration = Duration::from_secs(5);
+const REDIS_RETRY_MIN: Duration = Duration::from_millis(100);
+const REDIS_RETRY_MAX: Duration = Duration::from_secs(2);
+/// After TERM, how long a worker keeps trying to record a finished job while
+/// Redis is away. Past it, the job stays in `worker:ID` and the next pruning
+/// records it as `Resque::DirtyExit`: accounted for, never lost.
+const RECORD_GRACE_AT_STOP: Duration = Duration::from_secs(10);
 
 /// How a requested stop proceeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,7 +40,8 @@ enum Stop {
     Now,
 }
 
-/// The TERM_CHILD schedule for stopping the current job process.
+/// The schedule for stopping the current job process: SIGTERM at `term_at`,
+/// SIGKILL at `kill_at` (TERM_CHILD and JOB_TIMEOUT).
 #[derive(Debug, Clone, Copy)]
 struct KillPlan {
     term_at: Instant,
@@ -42,6 +53,32 @@ struct KillPlan {
 enum Turn {
     Worked,
     Idle,
+}
+
+/// Logs a Redis outage once when it starts and once when it ends.
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    fn failed(&mut self, err: &Error) {
+        if self.since.is_none() {
+            log::error!("{err}; retrying until Redis answers");
+            self.since = Some(Instant::now());
+        } else {
+            log::debug!("{err}");
+        }
+    }
+
+    fn ok(&mut self) {
+        if let Some(since) = self.since.take() {
+            log::warn!(
+                "Redis answers again after {:.1}s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
 }
 
 /// A registered worker and its loop.
@@ -58,7 +95,12 @@ pub struct Worker<'r> {
     stop: Option<Stop>,
     paused: bool,
     next_heartbeat: Instant,
+    next_prune: Instant,
     kill_plan: Option<KillPlan>,
+    /// When the current job exceeds JOB_TIMEOUT.
+    job_deadline: Option<Instant>,
+    timed_out: bool,
+    outage: Outage,
 }
 
 /// This host's name as Resque writes it in worker ids (the uname nodename),
@@ -76,7 +118,7 @@ pub fn hostname() -> String {
 }
 
 impl<'r> Worker<'r> {
-    /// Connects to Redis and routes signals; does not register yet.
+    /// Routes signals and prepares the connection; does not contact Redis.
     pub fn new(
         settings: WorkerSettings,
         redis: &RedisSettings,
@@ -85,22 +127,27 @@ impl<'r> Worker<'r> {
         let hostname = hostname();
         let name = format!("{hostname}:{}", std::process::id());
         let id = format!("{name}:{}", settings.queues.id_part());
-        let store = Store::connect(&redis.url, Keys::new(&redis.prefix))?;
-        let signals = SignalPipe::install(HANDLED)
-            .map_err(|e| crate::Error::io("installing signal handlers", e))?;
+        let store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
+        let signals =
+            SignalPipe::install(HANDLED).map_err(|e| Error::io("installing signal handlers", e))?;
+        let now = Instant::now();
         Ok(Worker {
             id,
             name,
             hostname,
-            exec: ExecHandler::new(settings.jobs_dir.clone()),
+            exec: ExecHandler::new(settings.jobs_dir.clone(), settings.limits.memory_bytes),
             settings,
             store,
             registry,
             signals,
             stop: None,
             paused: false,
-            next_heartbeat: Instant::now(),
+            next_heartbeat: now,
+            next_prune: now,
             kill_plan: None,
+            job_deadline: None,
+            timed_out: false,
+            outage: Outage::default(),
         })
     }
 
@@ -112,7 +159,9 @@ impl<'r> Worker<'r> {
     /// Registers, works until told to stop (or, with a zero interval, until
     /// the queues are empty), and unregisters.
     pub fn run(mut self) -> Result<()> {
-        self.startup()?;
+        if !self.startup()? {
+            return Ok(());
+        }
         // Unregister even if the loop panics (a bug): a registered worker
         // that no longer runs would otherwise wait for pruning.
         let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work_loop()));
@@ -123,18 +172,31 @@ impl<'r> Worker<'r> {
         Ok(())
     }
 
-    fn startup(&mut self) -> Result<()> {
+    /// Heartbeat, prune, register. Waits up to REDIS_STARTUP_TIMEOUT for an
+    /// unreachable Redis. Returns false when stopped by a signal meanwhile.
+    fn startup(&mut self) -> Result<bool> {
         proctitle::set("Starting");
-        self.heartbeat()?;
-        match prune::prune_dead_local_workers(
-            &mut self.store,
-            &self.id,
-            &self.hostname,
-            timefmt::now_epoch(),
-        ) {
-            Ok(_) => {}
-            Err(e) => log::warn!("pruning dead workers failed: {e}"),
+        let give_up = Instant::now() + self.settings.redis_startup_timeout;
+        let mut retry = REDIS_RETRY_MIN;
+        while let Err(e) = self.heartbeat() {
+            if !e.is_connection() || Instant::now() >= give_up {
+                return Err(e);
+            }
+            if self.outage.since.is_none() {
+                log::error!(
+                    "{e}; retrying for up to {}s",
+                    self.settings.redis_startup_timeout.as_secs_f64()
+                );
+                self.outage.since = Some(Instant::now());
+            }
+            self.idle(retry.min(give_up.saturating_duration_since(Instant::now())));
+            if self.stop.is_some() {
+                return Ok(false);
+            }
+            retry = (retry * 2).min(REDIS_RETRY_MAX);
         }
+        self.outage.ok();
+        self.prune();
         let started = timefmt::ruby_time(timefmt::now_epoch());
         self.store.register(&self.id, &started)?;
         log::info!(
@@ -144,51 +206,43 @@ impl<'r> Worker<'r> {
             self.settings.interval.as_secs_f64(),
             self.exec.jobs_dir().display()
         );
-        Ok(())
+        Ok(true)
     }
 
     fn work_loop(&mut self) {
-        let mut retry = Duration::from_millis(100);
-        let mut outage = false;
+        let mut retry = REDIS_RETRY_MIN;
         loop {
             self.handle_signals(None);
             if self.stop.is_some() {
                 return;
             }
-            self.heartbeat_if_due();
+            self.housekeeping();
             let turn = if self.paused {
                 Ok(Turn::Idle)
             } else {
                 self.reserve_and_run()
             };
             match turn {
-                Ok(turn) => {
-                    if outage {
-                        log::warn!("Redis is reachable again");
-                        outage = false;
+                Ok(Turn::Worked) => {
+                    self.outage.ok();
+                    retry = REDIS_RETRY_MIN;
+                }
+                Ok(Turn::Idle) => {
+                    self.outage.ok();
+                    retry = REDIS_RETRY_MIN;
+                    if self.settings.interval.is_zero() {
+                        log::info!("queues are empty and INTERVAL is 0: exiting");
+                        return;
                     }
-                    retry = Duration::from_millis(100);
-                    if let Turn::Idle = turn {
-                        if self.settings.interval.is_zero() {
-                            log::info!("queues are empty and INTERVAL is 0: exiting");
-                            return;
-                        }
-                        if self.paused {
-                            proctitle::set("Paused");
-                        } else {
-                            proctitle::set(&format!(
-                                "Waiting for {}",
-                                self.settings.queues.id_part()
-                            ));
-                        }
-                        self.idle(self.settings.interval);
+                    if self.paused {
+                        proctitle::set("Paused");
+                    } else {
+                        proctitle::set(&format!("Waiting for {}", self.settings.queues.id_part()));
                     }
+                    self.idle(self.settings.interval);
                 }
                 Err(e) => {
-                    if !outage {
-                        log::error!("{e}; retrying with backoff");
-                        outage = true;
-                    }
+                    self.outage.failed(&e);
                     self.idle(retry);
                     retry = (retry * 2).min(REDIS_RETRY_MAX);
                 }
@@ -228,6 +282,18 @@ impl<'r> Worker<'r> {
                 in_flight,
             } => {
                 let queue = queues.get(queue_index).cloned().unwrap_or_default();
+                self.process(&queue, payload, &in_flight);
+                Ok(Turn::Worked)
+            }
+            Reserved::Held { in_flight } => {
+                let text = String::from_utf8_lossy(&in_flight).into_owned();
+                let (queue, payload) = match WorkerRecord::parse(&text) {
+                    Some(r) => (r.queue.clone(), r.payload.get().as_bytes().to_vec()),
+                    None => (String::new(), in_flight.clone()),
+                };
+                log::warn!(
+                    "resuming a job reserved from {queue} whose reply Redis never delivered"
+                );
                 self.process(&queue, payload, &in_flight);
                 Ok(Turn::Worked)
             }
@@ -283,11 +349,18 @@ impl<'r> Worker<'r> {
     }
 
     fn run_job(&mut self, job: &Job) -> Option<Failure> {
-        let mut process =
-            match child::start(job, self.registry, &self.exec, &self.id, &self.signals) {
-                Ok(p) => p,
-                Err(failure) => return Some(failure),
-            };
+        let memory = self.settings.limits.memory_bytes;
+        let mut process = match child::start(
+            job,
+            self.registry,
+            &self.exec,
+            &self.id,
+            &self.signals,
+            memory,
+        ) {
+            Ok(p) => p,
+            Err(failure) => return Some(failure),
+        };
         log::debug!("{}: running as pid {}", job_label(job), process.pid());
         proctitle::set(&format!(
             "Forked {} at {}",
@@ -299,12 +372,38 @@ impl<'r> Worker<'r> {
                 log::warn!("{e}");
             }
         }
+        self.job_deadline = self.settings.limits.timeout.map(|t| Instant::now() + t);
         let status = self.watch(&mut process);
         self.kill_plan = None;
-        process.outcome(status)
+        self.job_deadline = None;
+        let timed_out = std::mem::take(&mut self.timed_out);
+        let failure = process.outcome(status);
+        if timed_out {
+            let limit = self.settings.limits.timeout.unwrap_or_default();
+            return Some(Failure::new(
+                exceptions::JOB_TIMEOUT,
+                format!(
+                    "job ran longer than JOB_TIMEOUT ({}s) and was stopped ({})",
+                    limit.as_secs_f64(),
+                    failure
+                        .map(|f| f.error)
+                        .unwrap_or_else(|| "it then exited 0".into())
+                ),
+            ));
+        }
+        match (failure, memory) {
+            (Some(mut f), Some(bytes)) => {
+                f.error.push_str(&format!(
+                    " (JOB_MEMORY_LIMIT of {} MB was in force)",
+                    bytes >> 20
+                ));
+                Some(f)
+            }
+            (failure, _) => failure,
+        }
     }
 
-    /// Waits for the job process, serving signals and heartbeats meanwhile.
+    /// Waits for the job process, serving signals, deadlines and heartbeats.
     fn watch(&mut self, process: &mut JobProcess) -> WaitStatus {
         loop {
             if let Some(status) = process.try_reap() {
@@ -315,9 +414,31 @@ impl<'r> Worker<'r> {
             signals::wait_readable(&fds, self.until_deadline());
             process.read_pipes();
             self.handle_signals(Some(process));
+            self.check_job_timeout(process);
             self.advance_kill_plan(process);
-            self.heartbeat_if_due();
+            self.housekeeping();
         }
+    }
+
+    fn check_job_timeout(&mut self, process: &JobProcess) {
+        let Some(deadline) = self.job_deadline else {
+            return;
+        };
+        if self.timed_out || Instant::now() < deadline {
+            return;
+        }
+        log::warn!(
+            "job process {} exceeded JOB_TIMEOUT: sending TERM, then KILL after {}s",
+            process.pid(),
+            self.settings.kill.term_timeout.as_secs_f64()
+        );
+        self.timed_out = true;
+        let now = Instant::now();
+        self.kill_plan = Some(KillPlan {
+            term_at: now,
+            kill_at: now + self.settings.kill.term_timeout,
+            termed: false,
+        });
     }
 
     /// Sleeps up to `duration`, returning early when a signal changes what
@@ -329,14 +450,14 @@ impl<'r> Worker<'r> {
             if now >= deadline {
                 return;
             }
-            let wait = (deadline - now).min(self.until_heartbeat());
+            let wait = (deadline - now).min(self.until_deadline());
             signals::wait_readable(&[self.signals.fd()], wait);
             let before = (self.stop, self.paused);
             self.handle_signals(None);
             if (self.stop, self.paused) != before {
                 return;
             }
-            self.heartbeat_if_due();
+            self.housekeeping();
         }
     }
 
@@ -419,9 +540,9 @@ impl<'r> Worker<'r> {
         }
     }
 
-    /// Time until the next heartbeat or kill-plan step.
+    /// Time until the next heartbeat, prune, job deadline or kill-plan step.
     fn until_deadline(&self) -> Duration {
-        let mut next = self.next_heartbeat;
+        let mut next = self.next_heartbeat.min(self.next_prune);
         if let Some(plan) = &self.kill_plan {
             next = next.min(if plan.termed {
                 plan.kill_at
@@ -429,21 +550,27 @@ impl<'r> Worker<'r> {
                 plan.term_at
             });
         }
+        if let (Some(deadline), false) = (self.job_deadline, self.timed_out) {
+            next = next.min(deadline);
+        }
         next.saturating_duration_since(Instant::now())
     }
 
-    fn until_heartbeat(&self) -> Duration {
-        self.next_heartbeat
-            .saturating_duration_since(Instant::now())
-    }
-
-    fn heartbeat_if_due(&mut self) {
-        if Instant::now() < self.next_heartbeat {
-            return;
+    /// The periodic duties: the heartbeat, and pruning dead workers. Their
+    /// Redis errors are retried later, never fatal.
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_heartbeat {
+            match self.heartbeat() {
+                Ok(()) => self.outage.ok(),
+                Err(e) => {
+                    self.outage.failed(&e);
+                    self.next_heartbeat = now + HOUSEKEEPING_RETRY;
+                }
+            }
         }
-        if let Err(e) = self.heartbeat() {
-            log::warn!("{e}");
-            self.next_heartbeat = Instant::now() + HEARTBEAT_RETRY;
+        if now >= self.next_prune {
+            self.prune();
         }
     }
 
@@ -455,33 +582,53 @@ impl<'r> Worker<'r> {
         Ok(())
     }
 
+    fn prune(&mut self) {
+        match prune::prune(
+            &mut self.store,
+            &self.id,
+            &self.hostname,
+            &self.settings.prune,
+        ) {
+            Ok(_) => self.next_prune = Instant::now() + self.settings.prune_interval,
+            Err(e) => {
+                self.outage.failed(&e);
+                self.next_prune = Instant::now() + HOUSEKEEPING_RETRY;
+            }
+        }
+    }
+
     /// Records an outcome, retrying while Redis is away: a finished job is
-    /// never forgotten while the worker lives.
+    /// never forgotten while the worker lives, and never counted twice.
     fn record(&mut self, outcome: &Outcome<'_>) {
-        let mut delay = Duration::from_millis(100);
-        let mut attempts = 0;
+        let mut delay = REDIS_RETRY_MIN;
+        let mut give_up: Option<Instant> = None;
         loop {
             match self.store.record(outcome) {
-                Ok(true) => return,
-                Ok(false) => {
-                    log::warn!(
-                        "the job of {} was already accounted for by another process (pruned?); not counting it again",
-                        self.id
-                    );
+                Ok(recorded) => {
+                    self.outage.ok();
+                    if !recorded {
+                        log::warn!(
+                            "the job of {} was already recorded (an earlier attempt whose reply was lost, or a pruner); not counting it again",
+                            self.id
+                        );
+                    }
                     return;
                 }
                 Err(e) => {
-                    attempts += 1;
+                    self.outage.failed(&e);
                     self.handle_signals(None);
-                    if self.stop == Some(Stop::Now) && attempts >= 3 {
-                        log::error!(
-                            "{e}; giving up at shutdown. Unrecorded outcome: {}",
-                            outcome.failure_record.unwrap_or("complete")
-                        );
-                        return;
+                    if self.stop == Some(Stop::Now) {
+                        let at = *give_up.get_or_insert(Instant::now() + RECORD_GRACE_AT_STOP);
+                        if Instant::now() >= at {
+                            log::error!(
+                                "stopping without recording the outcome of the job of {}; it stays in worker:ID and the next pruning records it as {}",
+                                self.id,
+                                exceptions::DIRTY_EXIT
+                            );
+                            return;
+                        }
                     }
-                    log::error!("{e}; retrying in {delay:?}");
-                    std::thread::sleep(delay);
+                    signals::wait_readable(&[self.signals.fd()], delay);
                     delay = (delay * 2).min(REDIS_RETRY_MAX);
                 }
             }
@@ -489,17 +636,20 @@ impl<'r> Worker<'r> {
     }
 
     fn unregister(&mut self) {
-        let failure = Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
+        let failure = |_: &str| Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
+        let requeue = self.settings.prune.requeue_orphans;
         for attempt in 1..=3 {
             match self
                 .store
-                .unregister(&self.id, &failure, timefmt::now_epoch())
+                .unregister(&self.id, &failure, requeue, timefmt::now_epoch())
             {
                 Ok(_) => {
                     log::info!("worker {} unregistered", self.id);
                     return;
                 }
-                Err(e) if attempt == 3 => log::error!("{e}; the next start on this host prunes it"),
+                Err(e) if attempt == 3 => {
+                    log::error!("{e}; the next pruning on this host removes it")
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(200 * attempt)),
             }
         }
@@ -511,13 +661,4 @@ fn job_label(job: &Job) -> String {
         Some(id) => format!("job {} ({id}) from {}", job.class(), job.queue()),
         None => format!("job {} from {}", job.class(), job.queue()),
     }
-}
-
-/// The php status key of a payload that is an object with an `id`, even when
-/// it is otherwise unrunnable.
-fn best_effort_status_key(keys: &Keys, text: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
-    let prefix = value.get("prefix").and_then(|p| p.as_str());
-    Some(keys.job_status(prefix, id))
 }

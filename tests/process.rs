@@ -390,7 +390,7 @@ fn bad_count_and_unreachable_redis_fail_with_one_line() {
         assert_eq!(out.status.code(), Some(2), "COUNT={count}");
     }
     let mut cmd = worker(&redis, &jobs, "q", "0");
-    cmd.env("COUNT", "3").env(
+    cmd.env("COUNT", "3").env("REDIS_STARTUP_TIMEOUT", "0").env(
         "REDIS_URL",
         format!("unix://{}/none.sock", jobs.dir.path().display()),
     );
@@ -398,4 +398,29 @@ fn bad_count_and_unreachable_redis_fail_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn stopping_a_job_stops_the_processes_it_started() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let grandchild = jobs.scratch("grandchild.pid");
+    jobs.add(
+        "Spawner",
+        &format!("sleep 60 & echo $! > {}; wait", grandchild.display()),
+    );
+    redis.push("q", r#"{"class":"Spawner","args":[]}"#);
+    let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the job started its own process", || {
+        std::fs::read_to_string(&grandchild).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let pid: u32 = std::fs::read_to_string(&grandchild)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    signal(child.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut child).success());
+    wait_until("the job's own process is gone too", || !alive(pid));
 }

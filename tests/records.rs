@@ -308,11 +308,13 @@ fn startup_prunes_dead_workers_of_this_host_and_files_their_jobs() {
     let _: () = c
         .set(format!("resque:stat:processed:{dead_id}"), 3)
         .unwrap();
+    // A fresh heartbeat: it is the pid rule that finds this worker dead.
+    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut c).unwrap();
     let _: () = c
         .hset(
             "resque:workers:heartbeat",
             &dead_id,
-            "2024-01-15T10:30:00+00:00",
+            resque_fork::timefmt::iso8601_offset(now),
         )
         .unwrap();
     let _: () = c

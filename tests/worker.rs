@@ -302,10 +302,13 @@ fn unreachable_redis_is_one_clear_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let out = run({
         let mut c = std::process::Command::new(bin());
-        c.env_clear().env("QUEUE", "q").env(
-            "REDIS_URL",
-            format!("unix://{}/none.sock", dir.path().display()),
-        );
+        c.env_clear()
+            .env("QUEUE", "q")
+            .env("REDIS_STARTUP_TIMEOUT", "0")
+            .env(
+                "REDIS_URL",
+                format!("unix://{}/none.sock", dir.path().display()),
+            );
         c
     });
     assert_eq!(out.status.code(), Some(1));

@@ -41,12 +41,17 @@ pub fn check_class_name(class: &str) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub struct ExecHandler {
     jobs_dir: PathBuf,
+    memory_limit: Option<u64>,
 }
 
 impl ExecHandler {
     /// `jobs_dir` should be absolute, so a job's own `chdir` cannot matter.
-    pub fn new(jobs_dir: PathBuf) -> ExecHandler {
-        ExecHandler { jobs_dir }
+    /// `memory_limit` caps each program's address space, in bytes.
+    pub fn new(jobs_dir: PathBuf, memory_limit: Option<u64>) -> ExecHandler {
+        ExecHandler {
+            jobs_dir,
+            memory_limit,
+        }
     }
 
     /// The directory searched for programs.
@@ -78,12 +83,18 @@ impl ExecHandler {
         })?;
         let mut command = Command::new(&program);
         let worker = nix::unistd::getpid();
+        let memory = self.memory_limit;
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (prctl, getppid).
+        // makes async-signal-safe calls (prctl, getppid, setrlimit).
         unsafe {
-            command.pre_exec(move || die_with_parent(worker));
+            command.pre_exec(move || {
+                die_with_parent(worker)?;
+                limit_memory(memory)
+            });
         }
         command
+            // Its own process group, so stopping the job stops what it started.
+            .process_group(0)
             .stdin(Stdio::from(stdin))
             .stderr(Stdio::from(stderr))
             .env("RESQUE_JOB_ID", job.id().unwrap_or(""))
@@ -112,6 +123,20 @@ pub(crate) fn die_with_parent(parent: nix::unistd::Pid) -> std::io::Result<()> {
         return Err(std::io::Error::other(
             "the worker exited before the job started",
         ));
+    }
+    Ok(())
+}
+
+/// In a job process: cap the address space (JOB_MEMORY_LIMIT).
+pub(crate) fn limit_memory(bytes: Option<u64>) -> std::io::Result<()> {
+    let Some(bytes) = bytes else { return Ok(()) };
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: setrlimit with a valid resource and a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

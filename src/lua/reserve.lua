@@ -4,8 +4,12 @@
 -- ARGV[1] run_at (JSON string)   ARGV[2] worker name host:pid (JSON string)
 -- ARGV[3] key prefix   ARGV[4] now (epoch s)   ARGV[5] '1' = honour pause-all-workers
 -- ARGV[6..] queue names (JSON strings), one per queue key
--- Returns {0} when every queue is empty, {-1} when paused, else
+-- Returns {0} when every queue is empty, {-1} when paused, {-2, record} when
+-- worker:ID already holds a job (an earlier reserve whose reply was lost: the
+-- worker resumes it instead of overwriting it), else
 -- {queue index (1-based), payload, the worker:ID record}.
+local held = redis.call('GET', KEYS[1])
+if held then return {-2, held} end
 if ARGV[5] == '1' then
   local pause = redis.call('GET', KEYS[2])
   if pause and string.match(string.lower(pause), '^%s*(.-)%s*$') == 'true' then

@@ -16,28 +16,66 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     socket: PathBuf,
     tls_port: Option<u16>,
+    args: Vec<String>,
+}
+
+/// Options for a test Redis.
+#[derive(Default)]
+pub struct RedisOptions {
+    /// Also listen with TLS on a free loopback port (self-signed certificate).
+    pub tls: bool,
+    /// Append-only file with `appendfsync always`: survives `kill -9`.
+    pub durable: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        RedisServer::start_with(false)
+        RedisServer::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            RedisOptions::default(),
+        )
     }
 
-    /// Also listens with TLS on a free loopback port (self-signed certificate).
     pub fn start_tls() -> RedisServer {
-        RedisServer::start_with(true)
+        RedisServer::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            RedisOptions {
+                tls: true,
+                ..Default::default()
+            },
+        )
     }
 
-    fn start_with(tls: bool) -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("redis.sock");
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(dir.path());
-        let tls_port = tls.then(|| {
+    pub fn start_durable() -> RedisServer {
+        RedisServer::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            RedisOptions {
+                durable: true,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The socket a server started in `dir` will listen on.
+    pub fn socket_in(dir: &Path) -> PathBuf {
+        dir.join("redis.sock")
+    }
+
+    /// Starts a server in `dir` (on [`RedisServer::socket_in`]).
+    pub fn start_in(dir: tempfile::TempDir, options: RedisOptions) -> RedisServer {
+        let socket = RedisServer::socket_in(dir.path());
+        let mut args: Vec<String> = ["--port", "0", "--save", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if options.durable {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
+        } else {
+            args.extend(["--appendonly", "no"].map(String::from));
+        }
+        args.extend(["--unixsocket".to_string(), socket.display().to_string()]);
+        args.extend(["--dir".to_string(), dir.path().display().to_string()]);
+        let tls_port = options.tls.then(|| {
             let status = Command::new("openssl")
                 .args([
                     "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -59,30 +97,57 @@ impl RedisServer {
                 .and_then(|l| l.local_addr())
                 .expect("free port")
                 .port();
-            cmd.args(["--bind", "127.0.0.1", "--tls-port", &port.to_string()])
-                .args(["--tls-cert-file", "cert.pem", "--tls-key-file", "key.pem"])
-                .args(["--tls-ca-cert-file", "cert.pem", "--tls-auth-clients", "no"]);
+            args.extend(
+                [
+                    "--bind",
+                    "127.0.0.1",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-cert-file",
+                    "cert.pem",
+                    "--tls-key-file",
+                    "key.pem",
+                    "--tls-ca-cert-file",
+                    "cert.pem",
+                    "--tls-auth-clients",
+                    "no",
+                ]
+                .map(String::from),
+            );
             port
         });
-        let child = cmd
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (make test installs it)");
+        let child = spawn_redis(&args, dir.path());
         let server = RedisServer {
             child,
             dir,
             socket,
             tls_port,
+            args,
         };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
         wait_until("redis-server answers", || {
-            server
-                .try_conn()
+            self.try_conn()
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
                 .is_some()
         });
-        server
+    }
+
+    /// `kill -9` the server.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again with the same settings and data directory.
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = spawn_redis(&self.args, self.dir.path());
+        self.wait_ready();
     }
 
     pub fn url(&self) -> String {
@@ -151,6 +216,16 @@ impl RedisServer {
             .map(|f| serde_json::from_str(f).expect("failure record is JSON"))
             .collect()
     }
+}
+
+fn spawn_redis(args: &[String], dir: &Path) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (make test installs it)")
 }
 
 impl Drop for RedisServer {

@@ -1,0 +1,340 @@
+//! Never losing a job: pruning by heartbeat and by pid (including pid
+//! reuse), periodic pruning, requeueing orphans once, Redis outages at
+//! startup and mid-job, and JOB_TIMEOUT / JOB_MEMORY_LIMIT.
+
+mod common;
+
+use common::*;
+use redis::Commands;
+use resque_fork::timefmt::iso8601_offset;
+use serde_json::Value;
+
+fn redis_now(redis: &RedisServer) -> i64 {
+    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut redis.conn()).unwrap();
+    now
+}
+
+/// Registers a fake worker holding `payload` (if any), with a heartbeat
+/// `beat_age` seconds old (if any).
+fn fake_worker(redis: &RedisServer, id: &str, payload: Option<&str>, beat_age: Option<i64>) {
+    let mut c = redis.conn();
+    let _: () = c.sadd("resque:workers", id).unwrap();
+    let _: () = c
+        .set(
+            format!("resque:worker:{id}:started"),
+            "2024-01-15 10:30:00 +0000",
+        )
+        .unwrap();
+    if let Some(p) = payload {
+        let _: () = c
+            .set(
+                format!("resque:worker:{id}"),
+                format!(r#"{{"queue":"q","run_at":"2024-01-15T10:30:00Z","payload":{p}}}"#),
+            )
+            .unwrap();
+    }
+    if let Some(age) = beat_age {
+        let _: () = c
+            .hset(
+                "resque:workers:heartbeat",
+                id,
+                iso8601_offset(redis_now(redis) - age),
+            )
+            .unwrap();
+    }
+}
+
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn heartbeat_rule_prunes_stale_workers_on_any_host_and_only_those() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    fake_worker(
+        &redis,
+        "elsewhere:1:q",
+        Some(r#"{"class":"Mailer","args":[1]}"#),
+        Some(400),
+    );
+    fake_worker(
+        &redis,
+        "elsewhere:2:q",
+        Some(r#"{"class":"Mailer","args":[2]}"#),
+        Some(10),
+    );
+    fake_worker(
+        &redis,
+        "elsewhere:3:q",
+        Some(r#"{"class":"Mailer","args":[3]}"#),
+        None,
+    );
+    drain(&redis, &jobs, "q");
+    assert_eq!(
+        redis.members("resque:workers"),
+        ["elsewhere:2:q", "elsewhere:3:q"]
+    );
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    let f = &failures[0];
+    assert_eq!(f["exception"], "Resque::PruneDeadWorkerDirtyExit");
+    assert_eq!(
+        f["error"],
+        "Worker elsewhere:1:q did not gracefully exit while processing Mailer"
+    );
+    assert_eq!(f["worker"], "elsewhere:1:q");
+    assert_eq!(f["payload"]["args"][0], 1);
+    let beats: Vec<String> = redis.conn().hkeys("resque:workers:heartbeat").unwrap();
+    assert_eq!(beats, ["elsewhere:2:q"]);
+    assert!(redis.get("resque:worker:elsewhere:1:q").is_none());
+    assert!(redis.get("resque:worker:elsewhere:1:q:started").is_none());
+}
+
+#[test]
+fn a_reused_pid_does_not_keep_a_dead_worker_alive() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    // A live process that is not a Resque worker holds the pid.
+    let mut impostor = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let id = format!("{}:{}:q", hostname(), impostor.id());
+    fake_worker(
+        &redis,
+        &id,
+        Some(r#"{"class":"Mailer","args":[]}"#),
+        Some(5),
+    );
+    drain(&redis, &jobs, "q");
+    impostor.kill().unwrap();
+    impostor.wait().unwrap();
+    assert!(redis.members("resque:workers").is_empty());
+    let f = &redis.failures()[0];
+    assert_eq!(f["exception"], "Resque::DirtyExit");
+    assert_eq!(f["worker"], id.as_str());
+}
+
+#[test]
+fn a_live_worker_of_this_host_is_never_pruned() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let mut first = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the first worker registers", || {
+        redis.members("resque:workers").len() == 1
+    });
+    drain(&redis, &jobs, "q");
+    assert_eq!(redis.members("resque:workers").len(), 1);
+    signal(first.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut first).success());
+}
+
+#[test]
+fn pruning_runs_periodically_not_only_at_startup() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("PRUNE_INTERVAL", "0.2");
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the worker registers", || {
+        redis.members("resque:workers").len() == 1
+    });
+    let dead = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(
+        &redis,
+        &dead,
+        Some(r#"{"class":"Late","args":[]}"#),
+        Some(1),
+    );
+    wait_until("the running worker prunes the dead one", || {
+        redis.failures().len() == 1
+    });
+    assert!(!redis.members("resque:workers").contains(&dead));
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn requeue_orphans_puts_a_job_back_once_then_fails_it() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let runs = jobs.scratch("runs");
+    // The job kills its own worker: the worst a job can do.
+    jobs.add(
+        "KillsWorker",
+        &format!(
+            "echo run >> {}; kill -9 $PPID; exec sleep 5",
+            runs.display()
+        ),
+    );
+    let id = enqueue(&redis, &["q", "KillsWorker", "--track"]);
+    let runs_so_far = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let start = || {
+        let mut cmd = worker(&redis, &jobs, "q", "0");
+        cmd.env("REQUEUE_ORPHANS", "1");
+        run(cmd)
+    };
+    // Run 1: the worker dies holding the job.
+    assert_eq!(start().status.code(), None, "killed by the job");
+    assert_eq!(runs_so_far(), 1);
+    assert_eq!(redis.llen("resque:queue:q"), 0);
+    // Run 2: the job goes back to the head of its queue, marked, and kills again.
+    assert_eq!(start().status.code(), None);
+    assert_eq!(runs_so_far(), 2);
+    // Run 3: orphaned a second time, it gets a failure record.
+    assert!(start().status.success());
+    assert_eq!(runs_so_far(), 2);
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    let f = &failures[0];
+    assert_eq!(f["exception"], "Resque::DirtyExit");
+    assert_eq!(f["payload"]["class"], "KillsWorker");
+    assert!(f["payload"]["requeued_orphan"].is_i64(), "{f}");
+    assert_eq!(f["payload"]["id"], id.as_str());
+    let status: Value =
+        serde_json::from_str(&redis.get(&format!("resque:job:{id}:status")).unwrap()).unwrap();
+    assert_eq!(status["status"], 3);
+    assert!(redis.members("resque:workers").is_empty());
+}
+
+#[test]
+fn redis_down_at_startup_is_logged_once_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = JobsDir::new();
+    let done = jobs.scratch("done");
+    jobs.add("Touch", &format!("touch {}", done.display()));
+    let log = jobs.scratch("worker.log");
+    let socket = RedisServer::socket_in(dir.path());
+    let mut cmd = std::process::Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", format!("unix://{}", socket.display()))
+        .env("QUEUE", "q")
+        .env("INTERVAL", "0.1")
+        .env("JOBS_DIR", jobs.path());
+    log_to(&mut cmd, &log);
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the worker says Redis is unreachable", || {
+        logged(&log, "retrying for up to 30s") == 1
+    });
+    let redis = RedisServer::start_in(dir, RedisOptions::default());
+    wait_until("the worker registers", || {
+        redis.members("resque:workers").len() == 1
+    });
+    redis.push("q", r#"{"class":"Touch","args":[]}"#);
+    wait_until("the job runs", || done.exists());
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(logged(&log, "retrying for up to"), 1, "one line per outage");
+}
+
+#[test]
+fn an_outcome_finished_while_redis_is_down_is_recorded_once_when_it_returns() {
+    let mut redis = RedisServer::start_durable();
+    let jobs = JobsDir::new();
+    let gate = jobs.scratch("gate");
+    let started = jobs.scratch("started");
+    jobs.add(
+        "Slow",
+        &format!(
+            "touch {s}; while [ ! -e {g} ]; do sleep 0.01; done; exit 4",
+            s = started.display(),
+            g = gate.display()
+        ),
+    );
+    let id = enqueue(&redis, &["q", "Slow", "--track"]);
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    log_to(&mut cmd, &log);
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the job runs", || started.exists());
+    redis.kill_hard();
+    // The job ends while Redis is away; the worker keeps its outcome.
+    std::fs::write(&gate, "").unwrap();
+    wait_until("the worker notices the outage", || {
+        logged(&log, "retrying until Redis answers") >= 1
+    });
+    redis.restart();
+    wait_until("the outcome is recorded", || redis.failures().len() == 1);
+    wait_until("the worker is idle again", || {
+        command_line(child.id()).ends_with("Waiting for q")
+    });
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.int("resque:stat:failed"), 1);
+    assert_eq!(redis.failures().len(), 1, "recorded exactly once");
+    assert_eq!(redis.failures()[0]["error"], "exited with code 4");
+    let status: Value =
+        serde_json::from_str(&redis.get(&format!("resque:job:{id}:status")).unwrap()).unwrap();
+    assert_eq!(status["status"], 3);
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    assert!(redis.members("resque:workers").is_empty());
+    assert_eq!(
+        logged(&log, "retrying until Redis answers"),
+        1,
+        "one line per outage"
+    );
+}
+
+#[test]
+fn job_timeout_stops_and_records_a_job_that_runs_too_long() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Hang", "exec sleep 60");
+    jobs.add("Quick", "true");
+    redis.push("q", r#"{"class":"Hang","args":[]}"#);
+    redis.push("q", r#"{"class":"Quick","args":[]}"#);
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    cmd.env("JOB_TIMEOUT", "0.5")
+        .env("RESQUE_TERM_TIMEOUT", "1");
+    let out = run(cmd);
+    assert!(out.status.success());
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["exception"], "ResqueFork::JobTimeout");
+    let error = failures[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("job ran longer than JOB_TIMEOUT (0.5s)"),
+        "{error}"
+    );
+    assert!(error.contains("SIGTERM"), "{error}");
+    assert_eq!(redis.int("resque:stat:processed"), 2);
+}
+
+#[test]
+fn job_memory_limit_caps_a_job_and_says_so() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    // Reads 256 MB into a shell variable.
+    jobs.add(
+        "Hog",
+        "x=$(head -c 268435456 /dev/zero | tr '\\0' x); echo ${#x}",
+    );
+    jobs.add(
+        "Small",
+        "x=$(head -c 1000 /dev/zero | tr '\\0' x); test ${#x} = 1000",
+    );
+    redis.push("q", r#"{"class":"Hog","args":[]}"#);
+    redis.push("q", r#"{"class":"Small","args":[]}"#);
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    cmd.env("JOB_MEMORY_LIMIT", "64M");
+    let out = run(cmd);
+    assert!(out.status.success());
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["payload"]["class"], "Hog");
+    let error = failures[0]["error"].as_str().unwrap();
+    assert!(
+        error.ends_with("(JOB_MEMORY_LIMIT of 64 MB was in force)"),
+        "{error}"
+    );
+}

@@ -1,0 +1,103 @@
+//! The Redis steps themselves, called through the library against a real
+//! redis-server: what happens when a reply is lost and a step is retried.
+
+mod common;
+
+use common::*;
+use resque_fork::store::{Outcome, Reserved, Store};
+use resque_fork::Keys;
+
+fn store(redis: &RedisServer) -> Store {
+    Store::connect(&redis.url(), Keys::default()).unwrap()
+}
+
+#[test]
+fn a_retried_reserve_resumes_the_held_job_instead_of_taking_another() {
+    let redis = RedisServer::start();
+    redis.push("q", r#"{"class":"A","args":[1]}"#);
+    redis.push("q", r#"{"class":"B","args":[2]}"#);
+    let mut s = store(&redis);
+    let queues = vec!["q".to_string()];
+    let first = s
+        .reserve("h:1:q", "h:1", &queues, "2024-01-15T10:30:00Z", 1, true)
+        .unwrap();
+    let Reserved::Job {
+        in_flight, payload, ..
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(payload, br#"{"class":"A","args":[1]}"#);
+    // As if the reply had been lost: the same worker reserves again.
+    let again = s
+        .reserve("h:1:q", "h:1", &queues, "2024-01-15T10:31:00Z", 2, true)
+        .unwrap();
+    assert_eq!(
+        again,
+        Reserved::Held {
+            in_flight: in_flight.clone()
+        }
+    );
+    assert_eq!(redis.llen("resque:queue:q"), 1, "B is still queued");
+}
+
+#[test]
+fn a_retried_record_counts_once() {
+    let redis = RedisServer::start();
+    redis.push("q", r#"{"class":"A","args":[]}"#);
+    let mut s = store(&redis);
+    let Reserved::Job { in_flight, .. } = s
+        .reserve(
+            "h:1:q",
+            "h:1",
+            &["q".to_string()],
+            "2024-01-15T10:30:00Z",
+            1,
+            true,
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    let outcome = Outcome {
+        worker_id: "h:1:q",
+        in_flight: &in_flight,
+        failure_record: Some(r#"{"failed_at":"x"}"#),
+        status_key: None,
+        pid_key: None,
+        now: 1,
+    };
+    assert!(s.record(&outcome).unwrap());
+    assert!(!s.record(&outcome).unwrap(), "a retry is recognised");
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.int("resque:stat:failed"), 1);
+    assert_eq!(redis.llen("resque:failed"), 1);
+    assert!(redis.get("resque:worker:h:1:q").is_none());
+}
+
+#[test]
+fn a_malformed_payload_is_stored_as_valid_json_in_flight() {
+    let redis = RedisServer::start();
+    redis.push("q", "not json \"/ at all");
+    let mut s = store(&redis);
+    let reserved = s
+        .reserve(
+            "h:1:q",
+            "h:1",
+            &["q".to_string()],
+            "2024-01-15T10:30:00Z",
+            1,
+            true,
+        )
+        .unwrap();
+    let Reserved::Job {
+        in_flight, payload, ..
+    } = reserved
+    else {
+        panic!()
+    };
+    assert_eq!(payload, b"not json \"/ at all");
+    let record: serde_json::Value = serde_json::from_slice(&in_flight).unwrap();
+    assert_eq!(record["payload"]["raw"], "not json \"/ at all");
+    assert_eq!(record["worker"], "h:1");
+}
