@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build run test tools
+.PHONY: all build run test tools chaos
 
 all: build
 
@@ -22,3 +22,8 @@ test: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+
+## make chaos: the long chaos run (CHAOS_SECONDS, default 300; CHAOS_SEED to
+## replay one; CHAOS_JOBS). make test runs a short round of the same test.
+chaos: tools
+	$(CARGO) test --release --test chaos chaos_long -- --ignored --nocapture
