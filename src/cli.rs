@@ -9,7 +9,7 @@ use crate::keys::DEFAULT_PREFIX;
 use crate::queues::QueueSpec;
 use crate::store::Store;
 use crate::worker::Worker;
-use crate::{proctitle, producer, signals, supervisor, Keys};
+use crate::{ops, proctitle, producer, report, signals, supervisor, Keys};
 use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -34,6 +34,9 @@ pub struct Cli {
     log: LogArgs,
     #[command(flatten)]
     work: WorkArgs,
+    /// Print read commands' output as one JSON document
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -154,6 +157,103 @@ enum Command {
     Status {
         /// The id printed by `enqueue`
         job_id: String,
+    },
+    /// Pending, processed and failed counts, queues, workers, working (resque-web's Stats)
+    Info,
+    /// Every queue with its length
+    Queues,
+    /// Look at or empty one queue
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Every registered worker: host, pid, queues, what it does, heartbeat, counts, health
+    Workers,
+    /// The failed list: list, show, retry, remove, clear
+    #[command(subcommand)]
+    Failed(FailedCommand),
+    /// Look for dead workers now and account for their jobs, as a worker does
+    Prune,
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    /// The jobs at the head of a queue
+    Show {
+        name: String,
+        /// How many jobs
+        #[arg(long, default_value = "20")]
+        limit: usize,
+    },
+    /// Delete every job in a queue (the queue stays listed)
+    Clear {
+        name: String,
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Delete a queue and its jobs, and unlist it
+    Remove {
+        name: String,
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FailureFilterArgs {
+    /// Only failures from this queue
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only failures of this job class
+    #[arg(long)]
+    class: Option<String>,
+}
+
+impl FailureFilterArgs {
+    fn filter(&self) -> ops::FailureFilter {
+        ops::FailureFilter {
+            queue: self.queue.clone(),
+            class: self.class.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum FailedCommand {
+    /// The most recent failures, newest first
+    List {
+        /// How many (0 = all)
+        #[arg(long, default_value = "20")]
+        limit: usize,
+        #[command(flatten)]
+        filter: FailureFilterArgs,
+    },
+    /// One failure record in full
+    Show {
+        /// An ID from `failed list` (stays valid as the list changes), or an index (whatever is there now)
+        failure: ops::FailureRef,
+    },
+    /// Put a failed job back on its queue (keeping its id), marking the record retried
+    Retry {
+        /// An ID from `failed list`, or an index
+        #[arg(required_unless_present = "all")]
+        failure: Option<ops::FailureRef>,
+        /// Every failure not retried yet (narrowed by --queue and --class)
+        #[arg(long, conflicts_with = "failure")]
+        all: bool,
+        #[command(flatten)]
+        filter: FailureFilterArgs,
+    },
+    /// Delete one failure record
+    Remove {
+        /// An ID from `failed list`, or an index
+        failure: ops::FailureRef,
+    },
+    /// Delete every failure record
+    Clear {
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -322,8 +422,132 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             println!("{}", producer::describe(&status));
             Ok(())
         }
+        Some(command) => operate(&cli, command),
         None => work(&cli, registry),
     }
+}
+
+/// Prints `value` as JSON with `--json`, else the human rendering.
+fn show<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        println!("{}", serde_json::to_string(value).unwrap_or_default());
+    } else {
+        print!("{}", human(value));
+    }
+}
+
+/// Asks on the terminal unless `yes`; refuses when nobody can answer.
+fn confirm(yes: bool, question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal};
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Config(format!(
+            "{question}: refusing without --yes (standard input is not a terminal)"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::io("reading the answer", e))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// The operations commands.
+fn operate(cli: &Cli, command: &Command) -> Result<()> {
+    let json = cli.json;
+    let mut store = cli.redis.store()?;
+    let policy = crate::prune::PrunePolicy {
+        max_heartbeat_age: cli.work.prune_age,
+        requeue_orphans: cli.work.requeue_orphans,
+    };
+    match command {
+        Command::Info => show(json, &ops::info(&mut store)?, report::info),
+        Command::Queues => show(json, &ops::queues(&mut store)?, |r| report::queues(r)),
+        Command::Queue(QueueCommand::Show { name, limit }) => {
+            let jobs = ops::queue_show(&mut store, name, *limit)?;
+            show(json, &jobs, |j| report::queue_jobs(name, j));
+        }
+        Command::Queue(QueueCommand::Clear { name, yes }) => {
+            if confirm(*yes, &format!("Delete every job in queue {name}?"))? {
+                let n = store.clear_queue(name)?;
+                println!("cleared queue {name}: {n} jobs deleted");
+            }
+        }
+        Command::Queue(QueueCommand::Remove { name, yes }) => {
+            if confirm(*yes, &format!("Remove queue {name} and its jobs?"))? {
+                let n = store.remove_queue(name)?;
+                println!("removed queue {name}: {n} jobs deleted");
+            }
+        }
+        Command::Workers => {
+            let rows = ops::workers(&mut store, &crate::worker::hostname(), &policy)?;
+            show(json, &rows, |r| report::workers(r));
+        }
+        Command::Failed(FailedCommand::List { limit, filter }) => {
+            let rows = ops::failed_list(&mut store, &filter.filter(), *limit)?;
+            let total = store.failed_len()?;
+            show(json, &rows, |r| report::failures(r, total));
+        }
+        Command::Failed(FailedCommand::Show { failure }) => {
+            let row = ops::failed_find(&mut store, failure)?;
+            if json {
+                let record: Box<serde_json::value::RawValue> = serde_json::from_str(&row.record)
+                    .unwrap_or_else(|_| {
+                        serde_json::value::to_raw_value(&row.record).unwrap_or_default()
+                    });
+                println!(
+                    "{}",
+                    serde_json::json!({"index": row.index, "id": row.id, "record": record})
+                );
+            } else {
+                let pretty = serde_json::from_str::<serde_json::Value>(&row.record)
+                    .and_then(|v| serde_json::to_string_pretty(&v))
+                    .unwrap_or(row.record.clone());
+                println!("failure {} (index {})\n{pretty}", row.id, row.index);
+            }
+        }
+        Command::Failed(FailedCommand::Retry {
+            failure,
+            all,
+            filter,
+        }) => {
+            if *all {
+                let n = ops::failed_retry_all(&mut store, &filter.filter())?;
+                println!("retried {n} failed jobs");
+            } else if let Some(failure) = failure {
+                let row = ops::failed_retry(&mut store, failure)?;
+                println!(
+                    "retried failure {}: {} is back on queue {}",
+                    row.id,
+                    row.class.as_deref().unwrap_or("?"),
+                    row.queue.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        Command::Failed(FailedCommand::Remove { failure }) => {
+            let row = ops::failed_remove(&mut store, failure)?;
+            println!("removed failure {}", row.id);
+        }
+        Command::Failed(FailedCommand::Clear { yes }) => {
+            if confirm(*yes, "Delete every failure record?")? {
+                let n = store.clear_failed()?;
+                println!("cleared the failed list: {n} records deleted");
+            }
+        }
+        Command::Prune => {
+            let who = format!("{}:{}:prune", crate::worker::hostname(), std::process::id());
+            let pruned = ops::prune_now(&mut store, &who, &crate::worker::hostname(), &policy)?;
+            show(json, &pruned, |p| report::pruned(p));
+        }
+        Command::Enqueue { .. } | Command::Status { .. } => {
+            unreachable!("handled by dispatch")
+        }
+    }
+    Ok(())
 }
 
 fn work(cli: &Cli, registry: &Registry) -> Result<()> {

@@ -112,28 +112,29 @@ impl Default for PrunePolicy {
 }
 
 /// One pruned worker, for the log and the `prune` command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Pruned {
     pub worker_id: String,
     /// Why it was judged dead.
     pub reason: String,
     /// What became of the job it held.
+    #[serde(flatten)]
     pub job: Unregistered,
 }
 
-/// Prunes dead workers under Ruby's lock; does nothing (returns an empty
-/// list) when another worker holds it.
+/// Prunes dead workers under Ruby's lock. `None` when another process holds
+/// the lock (it is pruning right now).
 pub fn prune(
     store: &mut Store,
     my_id: &str,
     hostname: &str,
     policy: &PrunePolicy,
-) -> Result<Vec<Pruned>> {
+) -> Result<Option<Vec<Pruned>>> {
     if !store.try_prune_lock(my_id, PRUNE_LOCK_SECS)? {
         log::debug!("another worker is pruning; skipping");
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let result = prune_under_lock(store, my_id, hostname, policy);
+    let result = prune_under_lock(store, my_id, hostname, policy).map(Some);
     if let Err(e) = store.release_prune_lock(my_id) {
         log::warn!("{e}");
     }

@@ -61,6 +61,7 @@ struct Scripts {
     record: Script,
     unregister: Script,
     release_lock: Script,
+    retry_failed: Script,
 }
 
 /// A connection to one Redis, reconnecting lazily after a failure.
@@ -94,6 +95,10 @@ impl Store {
                 unregister: Script::new(&format!(
                     "{STATUS_LUA}\n{}",
                     include_str!("lua/unregister.lua")
+                )),
+                retry_failed: Script::new(&format!(
+                    "{STATUS_LUA}\n{}",
+                    include_str!("lua/retry_failed.lua")
                 )),
                 release_lock: Script::new(
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
@@ -456,8 +461,289 @@ impl Store {
     }
 }
 
+/// One registered worker's keys, as resque-web's Workers page reads them.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerKeys {
+    pub id: String,
+    /// `worker:ID`, present while it works.
+    pub in_flight: Option<String>,
+    pub started: Option<String>,
+    pub heartbeat: Option<String>,
+    pub processed: i64,
+    pub failed: i64,
+}
+
+/// The numbers of resque-web's Stats page (`Resque.info`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Jobs in all queues named in `queues`.
+    pub pending: i64,
+    /// `stat:processed`.
+    pub processed: i64,
+    /// `LLEN failed` (not `stat:failed`), as resque-web counts it.
+    pub failed: i64,
+    pub queues: i64,
+    pub workers: i64,
+    /// Workers whose `worker:ID` is present and not empty.
+    pub working: i64,
+}
+
+/// Operations commands: what resque-web reads and does, for every Resque
+/// implementation's keys.
+impl Store {
+    /// The Stats numbers, with resque-web's formulas.
+    pub fn counts(&mut self) -> Result<Counts> {
+        let queues = self.queue_lengths()?;
+        let workers = self.worker_ids()?;
+        let (processed, failed): (Option<i64>, i64) = self.with_conn(
+            || "reading the stats".into(),
+            |c, k, _| {
+                redis::pipe()
+                    .get(k.stat("processed"))
+                    .llen(k.failed())
+                    .query(c)
+            },
+        )?;
+        let in_flight: Vec<Option<String>> = if workers.is_empty() {
+            Vec::new()
+        } else {
+            self.with_conn(
+                || "reading what the workers are doing".into(),
+                |c, k, _| {
+                    let mut mget = redis::cmd("MGET");
+                    for w in &workers {
+                        mget.arg(k.worker(w));
+                    }
+                    mget.query(c)
+                },
+            )?
+        };
+        Ok(Counts {
+            pending: queues.iter().map(|(_, n)| n).sum(),
+            processed: processed.unwrap_or(0),
+            failed,
+            queues: queues.len() as i64,
+            workers: workers.len() as i64,
+            working: in_flight
+                .iter()
+                .filter(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
+                .count() as i64,
+        })
+    }
+
+    /// Every queue in `queues`, sorted, with its length.
+    pub fn queue_lengths(&mut self) -> Result<Vec<(String, i64)>> {
+        let names = self.queue_names()?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lengths: Vec<i64> = self.with_conn(
+            || "reading queue lengths".into(),
+            |c, k, _| {
+                let mut pipe = redis::pipe();
+                for n in &names {
+                    pipe.llen(k.queue(n));
+                }
+                pipe.query(c)
+            },
+        )?;
+        Ok(names.into_iter().zip(lengths).collect())
+    }
+
+    /// Payloads `start..=stop` of a queue (negative counts from the end).
+    pub fn queue_range(&mut self, queue: &str, start: isize, stop: isize) -> Result<Vec<String>> {
+        self.with_conn(
+            || format!("reading queue {queue}"),
+            |c, k, _| {
+                redis::cmd("LRANGE")
+                    .arg(k.queue(queue))
+                    .arg(start)
+                    .arg(stop)
+                    .query(c)
+            },
+        )
+    }
+
+    /// Empties a queue (it stays listed in `queues`); returns how many jobs it held.
+    pub fn clear_queue(&mut self, queue: &str) -> Result<i64> {
+        let (len, _): (i64, i64) = self.with_conn(
+            || format!("clearing queue {queue}"),
+            |c, k, _| {
+                redis::pipe()
+                    .atomic()
+                    .llen(k.queue(queue))
+                    .del(k.queue(queue))
+                    .query(c)
+            },
+        )?;
+        Ok(len)
+    }
+
+    /// Deletes a queue and removes it from `queues`; returns how many jobs it held.
+    pub fn remove_queue(&mut self, queue: &str) -> Result<i64> {
+        let (len, _, _): (i64, i64, i64) = self.with_conn(
+            || format!("removing queue {queue}"),
+            |c, k, _| {
+                redis::pipe()
+                    .atomic()
+                    .llen(k.queue(queue))
+                    .del(k.queue(queue))
+                    .srem(k.queues(), queue)
+                    .query(c)
+            },
+        )?;
+        Ok(len)
+    }
+
+    /// The keys of each worker in `ids`, in one round trip.
+    pub fn worker_keys(&mut self, ids: &[String]) -> Result<Vec<WorkerKeys>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = self.with_conn(
+            || "reading the workers".into(),
+            |c, k, _| {
+                let mut pipe = redis::pipe();
+                for id in ids {
+                    pipe.get(k.worker(id))
+                        .get(k.worker_started(id))
+                        .hget(k.heartbeat(), id)
+                        .get(k.worker_stat("processed", id))
+                        .get(k.worker_stat("failed", id));
+                }
+                let flat: Vec<redis::Value> = pipe.query(c)?;
+                flat.chunks(5)
+                    .map(|ch| {
+                        Ok((
+                            redis::from_redis_value(ch[0].clone())?,
+                            redis::from_redis_value(ch[1].clone())?,
+                            redis::from_redis_value(ch[2].clone())?,
+                            redis::from_redis_value(ch[3].clone())?,
+                            redis::from_redis_value(ch[4].clone())?,
+                        ))
+                    })
+                    .collect()
+            },
+        )?;
+        Ok(ids
+            .iter()
+            .zip(rows)
+            .map(
+                |(id, (in_flight, started, heartbeat, processed, failed))| WorkerKeys {
+                    id: id.clone(),
+                    in_flight,
+                    started,
+                    heartbeat,
+                    processed: processed.unwrap_or(0),
+                    failed: failed.unwrap_or(0),
+                },
+            )
+            .collect())
+    }
+
+    /// True when `pause-all-workers` is set to `true`.
+    pub fn paused_all(&mut self) -> Result<bool> {
+        let v: Option<String> = self.with_conn(
+            || "reading pause-all-workers".into(),
+            |c, k, _| redis::cmd("GET").arg(k.pause_all()).query(c),
+        )?;
+        Ok(v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")))
+    }
+
+    /// `LLEN failed`.
+    pub fn failed_len(&mut self) -> Result<i64> {
+        self.with_conn(
+            || "reading the failed list".into(),
+            |c, k, _| redis::cmd("LLEN").arg(k.failed()).query(c),
+        )
+    }
+
+    /// Failure records `start..=stop` (negative counts from the end).
+    pub fn failed_range(&mut self, start: isize, stop: isize) -> Result<Vec<String>> {
+        self.with_conn(
+            || "reading the failed list".into(),
+            |c, k, _| {
+                redis::cmd("LRANGE")
+                    .arg(k.failed())
+                    .arg(start)
+                    .arg(stop)
+                    .query(c)
+            },
+        )
+    }
+
+    /// Retries one failure record, found by its exact text; see
+    /// `lua/retry_failed.lua`. False when the record is no longer there.
+    pub fn retry_failed(
+        &mut self,
+        record: &str,
+        retried: &str,
+        queue: &str,
+        payload: &str,
+        status_key: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let done: i64 = self.with_conn(
+            || format!("retrying a failed job on queue {queue}"),
+            |c, k, s| {
+                s.retry_failed
+                    .key(k.failed())
+                    .key(k.queue(queue))
+                    .key(k.queues())
+                    .arg(record)
+                    .arg(retried)
+                    .arg(payload)
+                    .arg(queue)
+                    .arg(status_key.unwrap_or(""))
+                    .arg(now)
+                    .invoke(c)
+            },
+        )?;
+        Ok(done == 1)
+    }
+
+    /// Removes one failure record, found by its exact text. False when it is
+    /// no longer there.
+    pub fn remove_failed(&mut self, record: &str) -> Result<bool> {
+        let n: i64 = self.with_conn(
+            || "removing a failure record".into(),
+            |c, k, _| {
+                redis::cmd("LREM")
+                    .arg(k.failed())
+                    .arg(1)
+                    .arg(record)
+                    .query(c)
+            },
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Deletes the failed list; returns how many records it held.
+    pub fn clear_failed(&mut self) -> Result<i64> {
+        let (len, _): (i64, i64) = self.with_conn(
+            || "clearing the failed list".into(),
+            |c, k, _| {
+                redis::pipe()
+                    .atomic()
+                    .llen(k.failed())
+                    .del(k.failed())
+                    .query(c)
+            },
+        )?;
+        Ok(len)
+    }
+}
+
 /// What [`Store::unregister`] did with the worker's job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
 pub enum Unregistered {
     /// The worker held no job.
     Idle,

@@ -152,6 +152,87 @@ pub fn parse_iso8601(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
+/// Parses the times any Resque implementation writes, for showing ages:
+/// ISO 8601 (Ruby heartbeats, `run_at`, php `date('c')`), Ruby's
+/// `2024/01/15 10:30:00 UTC` and `2024-01-15 10:30:00 +0000`, JavaScript's
+/// `Date#toString` (node-resque), php-resque's original
+/// `Mon Jan 15 10:30:00 UTC 2024`, and plain epoch seconds. `None` for
+/// anything else, or a zone given only by an ambiguous name.
+///
+/// ```
+/// use resque_fork::timefmt::parse_any;
+/// let t = Some(1705314600);
+/// assert_eq!(parse_any("2024/01/15 10:30:00 UTC"), t);
+/// assert_eq!(parse_any("2024-01-15 11:30:00 +0100"), t);
+/// assert_eq!(parse_any("Mon Jan 15 2024 10:30:00 GMT+0000 (Coordinated Universal Time)"), t);
+/// assert_eq!(parse_any("Mon Jan 15 10:30:00 UTC 2024"), t);
+/// assert_eq!(parse_any("1705314600"), t);
+/// assert_eq!(parse_any("2024/01/15 10:30:00 CET"), None);
+/// ```
+pub fn parse_any(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if !t.is_empty() && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    if let Some(v) = parse_iso8601(t) {
+        return Some(v);
+    }
+    let words: Vec<&str> = t.split_whitespace().collect();
+    let zone = |z: &str| -> Option<String> {
+        match z {
+            "UTC" | "GMT" | "Z" => Some("Z".to_string()),
+            _ => {
+                let z = z.strip_prefix("GMT").unwrap_or(z);
+                let ok = z.len() == 5
+                    && (z.starts_with('+') || z.starts_with('-'))
+                    && z[1..].bytes().all(|b| b.is_ascii_digit());
+                ok.then(|| z.to_string())
+            }
+        }
+    };
+    // 2024/01/15 10:30:00 UTC, 2024-01-15 10:30:00 +0000
+    if let [date, time, z] = words[..] {
+        let date = date.replace('/', "-");
+        return parse_iso8601(&format!("{date}T{time}{}", zone(z)?));
+    }
+    let month = |m: &str| -> Option<u32> {
+        let names = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        names.iter().position(|n| *n == m).map(|i| i as u32 + 1)
+    };
+    let build = |y: &str, m: &str, d: &str, time: &str, z: &str| -> Option<i64> {
+        let day: u32 = d.parse().ok()?;
+        parse_iso8601(&format!("{y}-{:02}-{day:02}T{time}{}", month(m)?, zone(z)?))
+    };
+    match words[..] {
+        // JavaScript: Mon Jan 15 2024 10:30:00 GMT+0000 (…)
+        [_, m, d, y, time, z, ..] if y.len() == 4 && time.contains(':') => build(y, m, d, time, z),
+        // php-resque original: Mon Jan 15 10:30:00 UTC 2024
+        [_, m, d, time, z, y] if time.contains(':') => build(y, m, d, time, z),
+        _ => None,
+    }
+}
+
+/// A person's reading of an age: `12s`, `3m`, `5h`, `2d`.
+///
+/// ```
+/// use resque_fork::timefmt::age;
+/// assert_eq!(age(45), "45s");
+/// assert_eq!(age(3 * 60 + 5), "3m");
+/// assert_eq!(age(5 * 3600), "5h");
+/// assert_eq!(age(3 * 86400), "3d");
+/// ```
+pub fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,10 @@
 // the test's private redis-server over its unix socket.
 //   node client.js SOCKET enqueue QUEUE CLASS ARGS_JSON
 //   node client.js SOCKET inspect        -> one JSON document on stdout
+//   node client.js SOCKET fail-one QUEUE -> a node-resque worker fails one NodeFail job
+//   node client.js SOCKET register QUEUE -> registers a node-resque worker, exits without unregistering
 "use strict";
-const { Queue } = require("node-resque");
+const { Queue, Worker } = require("node-resque");
 const IORedis = require("ioredis");
 
 async function main() {
@@ -25,6 +27,17 @@ async function main() {
         queues: await queue.queues(),
       };
       process.stdout.write(JSON.stringify(out));
+    } else if (command === "fail-one") {
+      await failOne(redis, rest[0]);
+    } else if (command === "register") {
+      const worker = new Worker(
+        { connection: { redis, namespace: "resque" }, queues: [rest[0]] },
+        {},
+      );
+      await worker.connect();
+      await worker.init();
+      // Gone without unregistering, as a crashed worker is.
+      process.exit(0);
     } else {
       throw new Error(`unknown command ${command}`);
     }
@@ -33,6 +46,27 @@ async function main() {
     await queue.end();
     redis.disconnect();
   }
+}
+
+// Runs a node-resque worker until it has failed one NodeFail job.
+async function failOne(redis, q) {
+  const jobs = {
+    NodeFail: {
+      perform: async () => {
+        throw new Error("node job failed on purpose");
+      },
+    },
+  };
+  const worker = new Worker(
+    { connection: { redis, namespace: "resque" }, queues: [q], timeout: 20 },
+    jobs,
+  );
+  await worker.connect();
+  await new Promise((resolve) => {
+    worker.on("failure", () => resolve());
+    worker.start();
+  });
+  await worker.end();
 }
 
 main().catch((e) => {

@@ -1,0 +1,532 @@
+//! The operations commands: see and fix a Resque deployment (any
+//! implementation's workers and queues) the way resque-web does, with stable
+//! JSON for scripts.
+//!
+//! Failure records are named by a content id (the first 12 hex digits of the
+//! SHA-1 of the record's text) as well as by index: an index names whatever
+//! sits at that position now, while an id names the same record however the
+//! list shifts. Every change acts on a record by its content, atomically.
+
+use crate::error::{Error, Result};
+use crate::payload::WorkerRecord;
+use crate::prune::{self, PrunePolicy, Pruned, WorkerId};
+use crate::store::{best_effort_status_key, Counts, Store, WorkerKeys};
+use crate::timefmt;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// resque-web's Stats numbers.
+pub fn info(store: &mut Store) -> Result<Counts> {
+    store.counts()
+}
+
+/// One queue and its length.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QueueRow {
+    pub name: String,
+    pub length: i64,
+}
+
+/// Every queue in `queues`, sorted, with its length.
+pub fn queues(store: &mut Store) -> Result<Vec<QueueRow>> {
+    Ok(store
+        .queue_lengths()?
+        .into_iter()
+        .map(|(name, length)| QueueRow { name, length })
+        .collect())
+}
+
+/// One queued job, as `queue show` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueuedJob {
+    /// Position in the queue, 0 = next to run.
+    pub index: usize,
+    pub class: Option<String>,
+    pub args: Value,
+    pub id: Option<String>,
+    /// The payload text, when it is not a JSON object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+}
+
+/// The first `limit` jobs of a queue.
+pub fn queue_show(store: &mut Store, queue: &str, limit: usize) -> Result<Vec<QueuedJob>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let payloads = store.queue_range(queue, 0, limit as isize - 1)?;
+    Ok(payloads
+        .into_iter()
+        .enumerate()
+        .map(|(index, text)| match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(o)) => QueuedJob {
+                index,
+                class: o.get("class").and_then(Value::as_str).map(String::from),
+                args: o.get("args").cloned().unwrap_or(Value::Null),
+                id: o.get("id").and_then(Value::as_str).map(String::from),
+                raw: None,
+            },
+            _ => QueuedJob {
+                index,
+                class: None,
+                args: Value::Null,
+                id: None,
+                raw: Some(text),
+            },
+        })
+        .collect())
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerJob {
+    pub queue: String,
+    pub class: Option<String>,
+    pub run_at: Option<String>,
+    /// Seconds since `run_at`, when it parses.
+    pub running_for: Option<i64>,
+}
+
+/// One registered worker, with everything resque-web shows of it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerRow {
+    pub id: String,
+    pub host: String,
+    pub pid: Option<i32>,
+    pub queues: Vec<String>,
+    pub started: Option<String>,
+    pub heartbeat: Option<String>,
+    /// Seconds since the heartbeat (by Redis time), when there is one.
+    pub heartbeat_age: Option<i64>,
+    /// `idle`, `working` or `paused`.
+    pub state: String,
+    pub job: Option<WorkerJob>,
+    pub processed: i64,
+    pub failed: i64,
+    /// `alive`; `dead` (this host, process gone or not a worker); `stale`
+    /// (heartbeat older than the prune age); or `unknown` (another host, no
+    /// heartbeat, as php-resque workers are).
+    pub health: String,
+}
+
+/// Every registered worker, sorted by id.
+pub fn workers(store: &mut Store, hostname: &str, policy: &PrunePolicy) -> Result<Vec<WorkerRow>> {
+    let mut ids = store.worker_ids()?;
+    ids.sort();
+    let now = store.server_time()?;
+    let paused_all = store.paused_all()?;
+    let keys = store.worker_keys(&ids)?;
+    Ok(keys
+        .into_iter()
+        .map(|k| worker_row(k, hostname, now, paused_all, policy))
+        .collect())
+}
+
+fn worker_row(
+    k: WorkerKeys,
+    hostname: &str,
+    now: i64,
+    paused_all: bool,
+    policy: &PrunePolicy,
+) -> WorkerRow {
+    let parsed = WorkerId::parse(&k.id);
+    let host = parsed
+        .as_ref()
+        .map(|p| p.host.to_string())
+        .unwrap_or_else(|| k.id.clone());
+    let pid = parsed.as_ref().map(|p| p.pid);
+    let queues = parsed
+        .as_ref()
+        .map(|p| p.queues.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    let heartbeat_age = k
+        .heartbeat
+        .as_deref()
+        .and_then(timefmt::parse_any)
+        .map(|t| now - t);
+    let local = host == hostname;
+    let health = match (local, pid, heartbeat_age) {
+        (true, Some(pid), _) if !prune::local_worker_alive(pid) => "dead",
+        (true, Some(_), _) => "alive",
+        (_, _, Some(age)) if age > policy.max_heartbeat_age.as_secs() as i64 => "stale",
+        (_, _, Some(_)) => "alive",
+        _ => "unknown",
+    };
+    let job =
+        k.in_flight
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|text| match WorkerRecord::parse(text) {
+                Some(r) => WorkerJob {
+                    class: r.class(),
+                    running_for: r
+                        .run_at
+                        .as_deref()
+                        .and_then(timefmt::parse_any)
+                        .map(|t| now - t),
+                    run_at: r.run_at,
+                    queue: r.queue,
+                },
+                None => WorkerJob {
+                    queue: String::new(),
+                    class: None,
+                    run_at: None,
+                    running_for: None,
+                },
+            });
+    let locally_paused = local
+        && pid.is_some_and(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .trim_end_matches('\0')
+                        .ends_with("Paused")
+                })
+                .unwrap_or(false)
+        });
+    let state = if job.is_some() {
+        "working"
+    } else if paused_all || locally_paused {
+        "paused"
+    } else {
+        "idle"
+    };
+    WorkerRow {
+        id: k.id,
+        host,
+        pid,
+        queues,
+        started: k.started,
+        heartbeat: k.heartbeat,
+        heartbeat_age,
+        state: state.to_string(),
+        job,
+        processed: k.processed,
+        failed: k.failed,
+        health: health.to_string(),
+    }
+}
+
+/// The content id of a failure record: the same before and after a retry,
+/// which only adds `retried_at`.
+pub fn record_id(record: &str) -> String {
+    let base = without_retried_at(record);
+    sha1_smol::Sha1::from(base.as_ref()).digest().to_string()[..12].to_string()
+}
+
+/// The record without a trailing `"retried_at":"…"` field (where resque-web
+/// and resque-fork both put it).
+fn without_retried_at(record: &str) -> std::borrow::Cow<'_, str> {
+    const FIELD: &str = ",\"retried_at\":\"";
+    if let Some(i) = record.rfind(FIELD) {
+        let rest = &record[i + FIELD.len()..];
+        if let Some(end) = rest.find('"') {
+            if rest[end + 1..].trim() == "}" {
+                return format!("{}}}", &record[..i]).into();
+            }
+        }
+    }
+    record.into()
+}
+
+/// One failure record, summarised.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailureRow {
+    /// Position in the `failed` list now (0 = oldest).
+    pub index: usize,
+    /// The content id: names this record however the list shifts.
+    pub id: String,
+    pub failed_at: Option<String>,
+    /// Seconds since `failed_at`, when it parses.
+    pub age: Option<i64>,
+    pub queue: Option<String>,
+    pub class: Option<String>,
+    pub exception: Option<String>,
+    pub error: Option<String>,
+    pub worker: Option<String>,
+    pub retried_at: Option<String>,
+    /// The whole record (for `failed show`).
+    #[serde(skip)]
+    pub record: String,
+}
+
+fn failure_row(index: usize, record: String, now: i64) -> FailureRow {
+    let v: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+    let failed_at = text("failed_at");
+    FailureRow {
+        index,
+        id: record_id(&record),
+        age: failed_at
+            .as_deref()
+            .and_then(timefmt::parse_any)
+            .map(|t| now - t),
+        failed_at,
+        queue: text("queue"),
+        class: v
+            .get("payload")
+            .and_then(|p| p.get("class"))
+            .and_then(Value::as_str)
+            .map(String::from),
+        exception: text("exception"),
+        error: text("error"),
+        worker: text("worker"),
+        retried_at: text("retried_at"),
+        record,
+    }
+}
+
+/// Which failure records a command applies to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureFilter {
+    pub queue: Option<String>,
+    pub class: Option<String>,
+}
+
+impl FailureFilter {
+    fn matches(&self, row: &FailureRow) -> bool {
+        self.queue
+            .as_ref()
+            .is_none_or(|q| row.queue.as_ref() == Some(q))
+            && self
+                .class
+                .as_ref()
+                .is_none_or(|c| row.class.as_ref() == Some(c))
+    }
+}
+
+/// Reads the failed list in chunks, oldest first.
+fn each_failure(store: &mut Store, mut f: impl FnMut(FailureRow) -> bool) -> Result<()> {
+    const CHUNK: usize = 500;
+    let now = timefmt::now_epoch();
+    let mut start = 0usize;
+    loop {
+        let chunk = store.failed_range(start as isize, (start + CHUNK - 1) as isize)?;
+        let n = chunk.len();
+        for (i, record) in chunk.into_iter().enumerate() {
+            if !f(failure_row(start + i, record, now)) {
+                return Ok(());
+            }
+        }
+        if n < CHUNK {
+            return Ok(());
+        }
+        start += CHUNK;
+    }
+}
+
+/// The most recent `limit` failures matching `filter`, newest first
+/// (resque-web's order); `limit` 0 = all.
+pub fn failed_list(
+    store: &mut Store,
+    filter: &FailureFilter,
+    limit: usize,
+) -> Result<Vec<FailureRow>> {
+    let mut rows = Vec::new();
+    each_failure(store, |row| {
+        if filter.matches(&row) {
+            rows.push(row);
+        }
+        true
+    })?;
+    rows.reverse();
+    if limit > 0 {
+        rows.truncate(limit);
+    }
+    Ok(rows)
+}
+
+/// A failure record named by index (whatever is there now) or content id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureRef {
+    Index(usize),
+    Id(String),
+}
+
+impl std::str::FromStr for FailureRef {
+    type Err = String;
+
+    /// Decimal = an index; 6 to 40 hex digits with a letter, or 12 = an id.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        let hex = (6..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if hex && (s.len() == 12 || s.bytes().any(|b| b.is_ascii_alphabetic())) {
+            return Ok(FailureRef::Id(s.to_ascii_lowercase()));
+        }
+        s.parse()
+            .map(FailureRef::Index)
+            .map_err(|_| format!("{s:?} is neither an index nor a failure id"))
+    }
+}
+
+/// Finds a failure record now.
+pub fn failed_find(store: &mut Store, r: &FailureRef) -> Result<FailureRow> {
+    let mut found = None;
+    each_failure(store, |row| {
+        let hit = match r {
+            FailureRef::Index(i) => row.index == *i,
+            FailureRef::Id(id) => row.id.starts_with(id.as_str()),
+        };
+        if hit {
+            found = Some(row);
+        }
+        !hit
+    })?;
+    found.ok_or_else(|| match r {
+        FailureRef::Index(i) => Error::NotFound(format!("no failure record at index {i}")),
+        FailureRef::Id(id) => Error::NotFound(format!(
+            "no failure record with id {id} (removed or retried since it was listed?)"
+        )),
+    })
+}
+
+/// The record with `retried_at` set: spliced into the text when new, so the
+/// payload is never re-encoded.
+fn with_retried_at(record: &str, at: &str) -> Result<String> {
+    let record = without_retried_at(record);
+    let record = record.as_ref();
+    let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(record)
+        .map_err(|e| Error::NotFound(format!("the failure record is not a JSON object: {e}")))?;
+    let stamp = Value::from(at).to_string();
+    if !fields.contains_key("retried_at") {
+        let body = record.trim().strip_suffix('}').unwrap_or("{").trim_end();
+        let sep = if fields.is_empty() { "" } else { "," };
+        return Ok(format!("{body}{sep}\"retried_at\":{stamp}}}"));
+    }
+    let mut fields = fields;
+    fields.insert(
+        "retried_at".into(),
+        RawValue::from_string(stamp).map_err(|e| Error::NotFound(e.to_string()))?,
+    );
+    serde_json::to_string(&fields).map_err(|e| Error::NotFound(e.to_string()))
+}
+
+/// Retries one failure: `retried_at` is set on the record (as resque-web
+/// does) and the payload goes back to the tail of its queue, `id` and all,
+/// so php status tracking follows it. Returns the row retried.
+pub fn failed_retry(store: &mut Store, r: &FailureRef) -> Result<FailureRow> {
+    let row = failed_find(store, r)?;
+    retry_row(store, &row)?;
+    Ok(row)
+}
+
+fn retry_row(store: &mut Store, row: &FailureRow) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Parts<'a> {
+        #[serde(borrow)]
+        payload: Option<&'a RawValue>,
+        queue: Option<String>,
+    }
+    let parts: Parts = serde_json::from_str(&row.record)
+        .map_err(|e| Error::NotFound(format!("failure {} is not a record: {e}", row.id)))?;
+    let payload = parts
+        .payload
+        .map(|p| p.get())
+        .filter(|p| p.trim_start().starts_with('{'))
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "failure {} has no job payload to retry (it was not a runnable job)",
+                row.id
+            ))
+        })?;
+    let queue = parts
+        .queue
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| Error::NotFound(format!("failure {} names no queue", row.id)))?;
+    let now = timefmt::now_epoch();
+    let retried = with_retried_at(&row.record, &timefmt::failed_at(now))?;
+    let status = best_effort_status_key(store.keys(), payload);
+    if !store.retry_failed(
+        &row.record,
+        &retried,
+        &queue,
+        payload,
+        status.as_deref(),
+        now,
+    )? {
+        return Err(Error::NotFound(format!(
+            "failure {} changed or went away before it could be retried",
+            row.id
+        )));
+    }
+    Ok(())
+}
+
+/// Retries every failure matching `filter` that was not retried yet.
+/// Returns how many were retried.
+pub fn failed_retry_all(store: &mut Store, filter: &FailureFilter) -> Result<usize> {
+    let rows = failed_list(store, filter, 0)?;
+    let mut done = 0;
+    for row in rows.iter().filter(|r| r.retried_at.is_none()) {
+        match retry_row(store, row) {
+            Ok(()) => done += 1,
+            Err(Error::NotFound(why)) => log::warn!("{why}"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Removes one failure record. Returns the row removed.
+pub fn failed_remove(store: &mut Store, r: &FailureRef) -> Result<FailureRow> {
+    let row = failed_find(store, r)?;
+    if !store.remove_failed(&row.record)? {
+        return Err(Error::NotFound(format!(
+            "failure {} went away before it could be removed",
+            row.id
+        )));
+    }
+    Ok(row)
+}
+
+/// Runs pruning now, as a worker would. The lock is taken under `who`.
+pub fn prune_now(
+    store: &mut Store,
+    who: &str,
+    hostname: &str,
+    policy: &PrunePolicy,
+) -> Result<Vec<Pruned>> {
+    prune::prune(store, who, hostname, policy)?.ok_or_else(|| {
+        Error::NotFound(
+            "another process holds the pruning lock (it is pruning now); try again in a minute"
+                .into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retried_at_is_spliced_without_touching_the_payload() {
+        let rec = r#"{"failed_at":"x","payload":{"class":"A","args":[1.50]},"queue":"q"}"#;
+        let out = with_retried_at(rec, "2024/01/15 10:30:00 UTC").unwrap();
+        assert_eq!(
+            out,
+            r#"{"failed_at":"x","payload":{"class":"A","args":[1.50]},"queue":"q","retried_at":"2024/01/15 10:30:00 UTC"}"#
+        );
+        let again = with_retried_at(&out, "2024/01/16 10:30:00 UTC").unwrap();
+        assert_eq!(again, out.replace("2024/01/15", "2024/01/16"));
+        assert_eq!(record_id(rec), record_id(&out));
+        assert_eq!(record_id(rec), record_id(&again));
+    }
+
+    #[test]
+    fn refs() {
+        assert_eq!("12".parse(), Ok(FailureRef::Index(12)));
+        assert_eq!(
+            "0a1b2c3d4e5f".parse(),
+            Ok(FailureRef::Id("0a1b2c3d4e5f".into()))
+        );
+        assert_eq!(
+            "123456789012".parse(),
+            Ok(FailureRef::Id("123456789012".into()))
+        );
+        assert_eq!("abcdef".parse(), Ok(FailureRef::Id("abcdef".into())));
+        assert!("zz".parse::<FailureRef>().is_err());
+        assert_eq!(record_id("x").len(), 12);
+    }
+}

@@ -1,0 +1,199 @@
+//! Human output of the operations commands: aligned tables that fit an
+//! 80-column terminal, times shown as ages.
+
+use crate::ops::{FailureRow, QueueRow, QueuedJob, WorkerRow};
+use crate::prune::Pruned;
+use crate::store::{Counts, Unregistered};
+use crate::timefmt;
+
+/// The width tables are fitted to.
+pub const WIDTH: usize = 80;
+
+/// A table whose widest columns are cut (with `…`) until it fits `width`.
+///
+/// ```
+/// use resque_fork::report::table;
+/// let out = table(&["A", "B"], &[vec!["x".into(), "y".repeat(100)]], 20);
+/// assert!(out.lines().all(|l| l.chars().count() <= 20));
+/// ```
+pub fn table(headers: &[&str], rows: &[Vec<String>], width: usize) -> String {
+    let cols = headers.len();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * (w.len().saturating_sub(1));
+    while total(&widths) > width {
+        let Some((i, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else {
+            break;
+        };
+        if w <= 4 {
+            break;
+        }
+        widths[i] = w - 1;
+    }
+    let fit = |cell: &str, w: usize| -> String {
+        let n = cell.chars().count();
+        if n <= w {
+            format!("{cell:<w$}")
+        } else {
+            let cut: String = cell.chars().take(w.saturating_sub(1)).collect();
+            format!("{cut}…")
+        }
+    };
+    let line = |cells: Vec<&str>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| fit(c, widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+fn ago(seconds: Option<i64>) -> String {
+    seconds
+        .map(|s| format!("{} ago", timefmt::age(s)))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `info`.
+pub fn info(c: &Counts) -> String {
+    format!(
+        "pending    {}\nprocessed  {}\nfailed     {}\nqueues     {}\nworkers    {}\nworking    {}\n",
+        c.pending, c.processed, c.failed, c.queues, c.workers, c.working
+    )
+}
+
+/// `queues`.
+pub fn queues(rows: &[QueueRow]) -> String {
+    if rows.is_empty() {
+        return "no queues\n".into();
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| vec![r.name.clone(), r.length.to_string()])
+        .collect();
+    table(&["QUEUE", "JOBS"], &body, WIDTH)
+}
+
+/// `queue show`.
+pub fn queue_jobs(queue: &str, jobs: &[QueuedJob]) -> String {
+    if jobs.is_empty() {
+        return format!("queue {queue} is empty\n");
+    }
+    let body: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.index.to_string(),
+                j.class.clone().unwrap_or_else(|| "(malformed)".into()),
+                j.id.clone().unwrap_or_else(|| "-".into()),
+                j.raw.clone().unwrap_or_else(|| j.args.to_string()),
+            ]
+        })
+        .collect();
+    table(&["#", "CLASS", "ID", "ARGS"], &body, WIDTH)
+}
+
+/// `workers`.
+pub fn workers(rows: &[WorkerRow]) -> String {
+    if rows.is_empty() {
+        return "no workers\n".into();
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|w| {
+            let state = match &w.job {
+                Some(job) => format!(
+                    "{} since {}",
+                    job.class.as_deref().unwrap_or("?"),
+                    ago(job.running_for)
+                ),
+                None => w.state.clone(),
+            };
+            vec![
+                w.host.clone(),
+                w.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                w.queues.join(","),
+                state,
+                ago(w.heartbeat_age),
+                w.processed.to_string(),
+                w.failed.to_string(),
+                w.health.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "HOST", "PID", "QUEUES", "DOING", "BEAT", "DONE", "FAIL", "HEALTH",
+        ],
+        &body,
+        WIDTH,
+    )
+}
+
+/// `failed list`.
+pub fn failures(rows: &[FailureRow], total: i64) -> String {
+    if rows.is_empty() {
+        return format!("no failures shown ({total} in the failed list)\n");
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|f| {
+            let mut what = format!(
+                "{}: {}",
+                f.exception.as_deref().unwrap_or("?"),
+                f.error.as_deref().unwrap_or("")
+            );
+            if f.retried_at.is_some() {
+                what = format!("(retried) {what}");
+            }
+            vec![
+                f.id.clone(),
+                f.index.to_string(),
+                ago(f.age),
+                f.queue.clone().unwrap_or_default(),
+                f.class.clone().unwrap_or_else(|| "-".into()),
+                what,
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["ID", "#", "FAILED", "QUEUE", "CLASS", "ERROR"],
+        &body,
+        WIDTH,
+    );
+    out.push_str(&format!("{} of {total} shown, newest first\n", rows.len()));
+    out
+}
+
+/// `prune`.
+pub fn pruned(rows: &[Pruned]) -> String {
+    if rows.is_empty() {
+        return "no dead workers\n".into();
+    }
+    rows.iter()
+        .map(|p| {
+            let job = match &p.job {
+                Unregistered::Idle => "it held no job".to_string(),
+                Unregistered::Failed { class } => format!("its job {class} is recorded as failed"),
+                Unregistered::Requeued { class, queue } => {
+                    format!("its job {class} is back on {queue}")
+                }
+            };
+            format!("pruned {} ({}); {job}\n", p.worker_id, p.reason)
+        })
+        .collect()
+}

@@ -1,0 +1,362 @@
+//! The operations commands end to end, against state written by resque-fork
+//! workers AND by a real foreign client (node-resque).
+
+mod common;
+
+use common::*;
+use redis::Commands;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn node(redis: &RedisServer, args: &[&str]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    assert!(
+        dir.join("node_modules/node-resque").exists(),
+        "node-resque is not installed: run `make test`"
+    );
+    let out = run({
+        let mut c = Command::new("node");
+        c.current_dir(dir)
+            .arg("client.js")
+            .arg(redis.socket())
+            .args(args);
+        c
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `resque-fork ARGS`; returns (exit code, stdout, stderr).
+fn cli(redis: &RedisServer, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = run({
+        let mut c = command(redis);
+        c.args(args);
+        c
+    });
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(redis: &RedisServer, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (code, out, err) = cli(redis, &all);
+    assert_eq!(code, Some(0), "{args:?}: {err}");
+    assert_eq!(out.lines().count(), 1, "one JSON document: {out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+fn ok(redis: &RedisServer, args: &[&str]) -> String {
+    let (code, out, err) = cli(redis, args);
+    assert_eq!(code, Some(0), "{args:?}: {err}");
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    out
+}
+
+/// Mixed state: failures and workers from resque-fork and node-resque.
+fn mixed_state(redis: &RedisServer, jobs: &JobsDir) {
+    jobs.add("Fails", "echo 'fork job failed' >&2; exit 1");
+    jobs.add("Ok", "true");
+    enqueue(redis, &["mail", "Fails", "1"]);
+    enqueue(redis, &["mail", "Ok"]);
+    drain(redis, jobs, "mail");
+    node(redis, &["enqueue", "nodeq", "NodeFail", "[7]"]);
+    node(redis, &["fail-one", "nodeq"]);
+    node(redis, &["enqueue", "waiting", "Later", r#"[{"a":1}]"#]);
+    node(redis, &["enqueue", "waiting", "Later", "[2]"]);
+    node(redis, &["register", "nodeq"]);
+}
+
+#[test]
+fn info_queues_and_workers_match_resque_webs_formulas() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    mixed_state(&redis, &jobs);
+    let mut c = redis.conn();
+    let queues: Vec<String> = c.smembers("resque:queues").unwrap();
+    let pending: i64 = queues
+        .iter()
+        .map(|q| redis.llen(&format!("resque:queue:{q}")))
+        .sum();
+    let workers: Vec<String> = c.smembers("resque:workers").unwrap();
+    let info = json(&redis, &["info"]);
+    assert_eq!(info["pending"], pending);
+    assert_eq!(info["pending"], 2);
+    assert_eq!(info["processed"], redis.int("resque:stat:processed"));
+    assert_eq!(info["failed"], redis.llen("resque:failed"));
+    assert_eq!(info["failed"], 2);
+    assert_eq!(info["queues"], queues.len());
+    assert_eq!(info["workers"], workers.len());
+    assert_eq!(info["working"], 0);
+    let human = ok(&redis, &["info"]);
+    assert!(human.contains("pending    2"), "{human}");
+
+    let q = json(&redis, &["queues"]);
+    let names: Vec<&str> = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mail", "nodeq", "waiting"]);
+    assert_eq!(q[2]["length"], 2);
+    assert!(ok(&redis, &["queues"]).contains("waiting  2"));
+
+    let shown = json(&redis, &["queue", "show", "waiting"]);
+    assert_eq!(shown[0]["class"], "Later");
+    assert_eq!(shown[0]["args"], serde_json::json!([{"a": 1}]));
+    assert_eq!(shown[1]["args"], serde_json::json!([2]));
+    assert!(ok(&redis, &["queue", "show", "waiting", "--limit", "1"]).contains("Later"));
+
+    // The node-resque worker registered and its process is gone: dead.
+    let w = json(&redis, &["workers"]);
+    let rows = w.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{w}");
+    assert_eq!(rows[0]["queues"], serde_json::json!(["nodeq"]));
+    assert_eq!(rows[0]["health"], "dead");
+    assert_eq!(rows[0]["state"], "idle");
+    assert!(ok(&redis, &["workers"]).contains("dead"));
+}
+
+#[test]
+fn workers_shows_a_working_worker_and_its_job() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let gate = jobs.scratch("gate");
+    let started = jobs.scratch("started");
+    jobs.add(
+        "Slow",
+        &format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.01; done",
+            started.display(),
+            gate.display()
+        ),
+    );
+    enqueue(&redis, &["q", "Slow"]);
+    let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the job runs", || started.exists());
+    let w = json(&redis, &["workers"]);
+    assert_eq!(w[0]["state"], "working");
+    assert_eq!(w[0]["job"]["class"], "Slow");
+    assert_eq!(w[0]["job"]["queue"], "q");
+    assert_eq!(w[0]["health"], "alive");
+    assert_eq!(w[0]["pid"], child.id());
+    assert!(w[0]["heartbeat_age"].as_i64().unwrap() < 60);
+    assert_eq!(json(&redis, &["info"])["working"], 1);
+    assert!(ok(&redis, &["workers"]).contains("Slow since"));
+    std::fs::write(&gate, "").unwrap();
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn failed_list_and_show_read_every_implementations_records() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    mixed_state(&redis, &jobs);
+    let list = json(&redis, &["failed", "list"]);
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // Newest first: node-resque's failure came last.
+    assert_eq!(rows[0]["class"], "NodeFail");
+    assert_eq!(rows[0]["exception"], "Error");
+    assert_eq!(rows[0]["index"], 1);
+    assert!(
+        rows[0]["age"].as_i64().is_some(),
+        "node's Date string parses: {}",
+        rows[0]
+    );
+    assert_eq!(rows[1]["class"], "Fails");
+    assert_eq!(rows[1]["age"].as_i64().map(|a| a < 60), Some(true));
+    let only_node = json(&redis, &["failed", "list", "--queue", "nodeq"]);
+    assert_eq!(only_node.as_array().unwrap().len(), 1);
+    let by_class = json(&redis, &["failed", "list", "--class", "Fails"]);
+    assert_eq!(by_class.as_array().unwrap().len(), 1);
+    // show round-trips the record the list names.
+    let id = rows[0]["id"].as_str().unwrap();
+    let shown = json(&redis, &["failed", "show", id]);
+    assert_eq!(shown["id"], id);
+    let raw = redis.list("resque:failed").remove(1);
+    assert_eq!(
+        shown["record"],
+        serde_json::from_str::<Value>(&raw).unwrap()
+    );
+    assert!(ok(&redis, &["failed", "list"]).contains("NodeFail"));
+    assert!(ok(&redis, &["failed", "show", "0"]).contains("fork job failed"));
+}
+
+#[test]
+fn retry_runs_the_job_again_keeping_its_id_and_status() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let marker = jobs.scratch("second-run");
+    // Fails the first time, succeeds the second.
+    jobs.add(
+        "Flaky",
+        &format!(
+            "if [ -e {m} ]; then exit 0; fi; touch {m}; echo 'first run fails' >&2; exit 1",
+            m = marker.display()
+        ),
+    );
+    let id = enqueue(&redis, &["q", "Flaky", "--track"]);
+    drain(&redis, &jobs, "q");
+    let row = json(&redis, &["failed", "list"])[0].clone();
+    let (code, out, _) = cli(&redis, &["failed", "retry", row["id"].as_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("back on queue q"), "{out}");
+    let queued: Value = serde_json::from_str(&redis.list("resque:queue:q")[0]).unwrap();
+    assert_eq!(queued["id"], id.as_str(), "the payload keeps its id");
+    let status: Value =
+        serde_json::from_str(&redis.get(&format!("resque:job:{id}:status")).unwrap()).unwrap();
+    assert_eq!(status["status"], 1, "waiting again");
+    let record: Value = serde_json::from_str(&redis.list("resque:failed")[0]).unwrap();
+    assert!(record["retried_at"].as_str().unwrap().ends_with(" UTC"));
+    drain(&redis, &jobs, "q");
+    let status: Value =
+        serde_json::from_str(&redis.get(&format!("resque:job:{id}:status")).unwrap()).unwrap();
+    assert_eq!(status["status"], 4, "the retried job completed");
+    assert_eq!(
+        redis.llen("resque:failed"),
+        1,
+        "the retried record stays, marked"
+    );
+    assert!(ok(&redis, &["failed", "list"]).contains("(retried)"));
+}
+
+#[test]
+fn retry_all_and_remove_and_clear() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    mixed_state(&redis, &jobs);
+    let (code, out, _) = cli(&redis, &["failed", "retry", "--all", "--queue", "mail"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "retried 1 failed jobs");
+    assert_eq!(redis.llen("resque:queue:mail"), 1);
+    let (_, out, _) = cli(&redis, &["failed", "retry", "--all"]);
+    assert_eq!(
+        out.trim(),
+        "retried 1 failed jobs",
+        "only the one not yet retried"
+    );
+    assert_eq!(redis.llen("resque:queue:nodeq"), 1);
+    let id = json(&redis, &["failed", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(cli(&redis, &["failed", "remove", &id]).0, Some(0));
+    assert_eq!(redis.llen("resque:failed"), 1);
+    assert_eq!(
+        cli(&redis, &["failed", "clear"]).0,
+        Some(2),
+        "refuses without a terminal or --yes"
+    );
+    assert_eq!(cli(&redis, &["failed", "clear", "--yes"]).0, Some(0));
+    assert_eq!(redis.llen("resque:failed"), 0);
+}
+
+#[test]
+fn acting_by_id_hits_the_intended_record_after_the_list_changes() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Fails", "exit 1");
+    for n in 0..4 {
+        enqueue(&redis, &["q", "Fails", &n.to_string()]);
+    }
+    drain(&redis, &jobs, "q");
+    let list = json(&redis, &["failed", "list"]);
+    // Newest first: index 3, 2, 1, 0. Aim at the record holding args [2].
+    let target = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["index"] == 2)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The list changes underneath: the oldest record goes, indexes shift.
+    let oldest = redis.list("resque:failed").remove(0);
+    let _: () = redis.conn().lrem("resque:failed", 1, &oldest).unwrap();
+    let (code, _, err) = cli(&redis, &["failed", "retry", &target]);
+    assert_eq!(code, Some(0), "{err}");
+    let queued: Value = serde_json::from_str(&redis.list("resque:queue:q")[0]).unwrap();
+    assert_eq!(queued["args"], serde_json::json!([2]), "the intended job");
+    let (code, _, _) = cli(&redis, &["failed", "remove", &target]);
+    assert_eq!(code, Some(0));
+    let left: Vec<Value> = redis.failures();
+    assert_eq!(left.len(), 2);
+    assert!(left
+        .iter()
+        .all(|f| f["payload"]["args"] != serde_json::json!([2])));
+    // A stale id is an error, not an action on another record.
+    let (code, _, err) = cli(&redis, &["failed", "retry", &target]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no failure record with id"), "{err}");
+}
+
+#[test]
+fn queue_clear_and_remove() {
+    let redis = RedisServer::start();
+    enqueue(&redis, &["a", "X"]);
+    enqueue(&redis, &["a", "X"]);
+    enqueue(&redis, &["b", "X"]);
+    assert_eq!(cli(&redis, &["queue", "clear", "a"]).0, Some(2));
+    let (code, out, _) = cli(&redis, &["queue", "clear", "a", "--yes"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "cleared queue a: 2 jobs deleted");
+    assert_eq!(redis.members("resque:queues"), ["a", "b"]);
+    let (code, out, _) = cli(&redis, &["queue", "remove", "b", "--yes"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "removed queue b: 1 jobs deleted");
+    assert_eq!(redis.members("resque:queues"), ["a"]);
+}
+
+#[test]
+fn prune_reports_what_it_did() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    mixed_state(&redis, &jobs);
+    let pruned = json(&redis, &["prune"]);
+    let rows = pruned.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{pruned}");
+    assert!(rows[0]["worker_id"].as_str().unwrap().ends_with(":nodeq"));
+    assert_eq!(rows[0]["job"], "idle");
+    assert_eq!(rows[0]["reason"], "its process is gone");
+    assert!(redis.members("resque:workers").is_empty());
+    assert_eq!(ok(&redis, &["prune"]).trim(), "no dead workers");
+}
+
+#[test]
+fn errors_have_the_documented_exit_codes() {
+    let redis = RedisServer::start();
+    let (code, _, err) = cli(&redis, &["failed", "show", "7"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(cli(&redis, &["failed", "show", "not-a-ref"]).0, Some(2));
+    assert_eq!(cli(&redis, &["queue", "frobnicate"]).0, Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let out = run({
+        let mut c = Command::new(bin());
+        c.env_clear()
+            .env(
+                "REDIS_URL",
+                format!("unix://{}/none.sock", dir.path().display()),
+            )
+            .arg("info");
+        c
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
