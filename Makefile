@@ -17,10 +17,12 @@ tools:
 run: build
 	scripts/run-demo.sh
 
-## make test: the Redis check, then fmt, clippy and every test.
+## make test: the Redis check, then fmt, clippy, the docs and every test
+## (unit, integration, doc tests; cargo test also builds the examples they run).
 test: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 	$(CARGO) test
 
 ## make chaos: the long chaos run (CHAOS_SECONDS, default 300; CHAOS_SEED to

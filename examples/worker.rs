@@ -1,30 +1,73 @@
-//! A worker binary with its own Rust jobs, and every flag of `resque-fork`.
+//! A worker binary with its own Rust jobs, hooks, and every flag of
+//! `resque-fork`:
 //!
 //!     QUEUE=* cargo run --example worker
 //!
-//! Classes registered here run as Rust functions in a forked process; any
-//! other class still runs the program `JOBS_DIR/<class>`.
+//! Jobs registered here run as Rust functions in a forked process; any other
+//! class still runs the program `JOBS_DIR/<class>`. With `HOOK_LOG=file`,
+//! every hook appends `hook pid class` to that file (the tests read it).
 
-use resque_fork::{cli, Job, JobError, JobResult, Registry};
+use resque_fork::{cli, ArgsLayout, Flow, Job, JobError, JobResult, Registry, TypedJob};
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 
-/// `Append [path, text]`: appends a line to a file.
-fn append(job: &Job) -> JobResult {
-    let (Some(path), Some(text)) = (job.args().first(), job.args().get(1)) else {
-        return Err(JobError::new("ArgumentError", "Append takes [path, text]"));
-    };
-    let path = path
-        .as_str()
-        .ok_or_else(|| JobError::new("ArgumentError", "path must be a string"))?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(file, "{}", text.as_str().unwrap_or(&text.to_string()))?;
-    Ok(())
+/// A typed job with positional args, as Ruby and node enqueue them:
+/// `["ada@example.com", "welcome"]`. With `OUTBOX=dir` it writes the mail to
+/// `dir/<to>`.
+#[derive(Debug, Serialize, Deserialize)]
+struct SendEmail {
+    to: String,
+    template: String,
+    #[serde(default)]
+    lang: Option<String>,
 }
 
-/// `Divide [a, b]`: fails cleanly on a zero divisor or non-numbers.
+impl TypedJob for SendEmail {
+    const CLASS: &'static str = "SendEmail";
+
+    fn perform(self, _job: &Job) -> JobResult {
+        let body = format!(
+            "to={} template={} lang={}",
+            self.to,
+            self.template,
+            self.lang.as_deref().unwrap_or("en")
+        );
+        match std::env::var_os("OUTBOX") {
+            Some(dir) => std::fs::write(std::path::Path::new(&dir).join(&self.to), body)?,
+            None => println!("{body}"),
+        }
+        Ok(())
+    }
+}
+
+/// A typed job in php-resque's layout: one object in `args[0]`.
+#[derive(Debug, Serialize, Deserialize)]
+struct ResizeImage {
+    path: String,
+    width: u32,
+    height: u32,
+}
+
+impl TypedJob for ResizeImage {
+    const CLASS: &'static str = "ResizeImage";
+    const LAYOUT: ArgsLayout = ArgsLayout::Object;
+
+    fn perform(self, _job: &Job) -> JobResult {
+        if self.width == 0 || self.height == 0 {
+            return Err(JobError::new(
+                "ArgumentError",
+                format!(
+                    "cannot resize {} to {}x{}",
+                    self.path, self.width, self.height
+                ),
+            ));
+        }
+        println!("resized {} to {}x{}", self.path, self.width, self.height);
+        Ok(())
+    }
+}
+
+/// `Divide [a, b]`: fails cleanly on a zero divisor.
 fn divide(job: &Job) -> JobResult {
     let num = |i: usize| job.args().get(i).and_then(|v| v.as_i64());
     let (Some(a), Some(b)) = (num(0), num(1)) else {
@@ -40,9 +83,23 @@ fn divide(job: &Job) -> JobResult {
     Ok(())
 }
 
+/// Appends `hook pid class` to $HOOK_LOG, when set.
+fn trace(hook: &str, class: &str) {
+    if let Some(path) = std::env::var_os("HOOK_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{hook} {} {class}", std::process::id());
+        }
+    }
+}
+
 fn main() {
     let registry = Registry::new()
-        .register("Append", append)
+        .job::<SendEmail>()
+        .job::<ResizeImage>()
         .register("Divide", divide)
         .register("ParseNumber", |job| {
             let text = job.args().first().and_then(|v| v.as_str()).unwrap_or("");
@@ -52,6 +109,18 @@ fn main() {
         })
         .register("Panic", |_| panic!("this job panics on purpose"))
         .register("Exit", |_| std::process::exit(3))
-        .register("Abort", |_| std::process::abort());
+        .register("Abort", |_| std::process::abort())
+        .before_first_fork(|_| trace("before_first_fork", "-"))
+        .before_fork(|job| trace("before_fork", job.class()))
+        .after_fork(|job| trace("after_fork", job.class()))
+        .before_perform(|job| {
+            trace("before_perform", job.class());
+            // A job enqueued with {"skip": true} as its only argument is not run.
+            let skip = job.args().first().and_then(|a| a.get("skip")).is_some();
+            Ok(if skip { Flow::Skip } else { Flow::Continue })
+        })
+        .after_perform(|job| trace("after_perform", job.class()))
+        .on_failure(|job, _failure| trace("on_failure", job.class()))
+        .worker_exit(|_| trace("worker_exit", "-"));
     std::process::exit(cli::run(registry));
 }

@@ -103,14 +103,7 @@ fn set_nonblocking(fd: &OwnedFd) {
 fn run_rust_child(job: &Job, registry: &Registry, report: OwnedFd, signals: &SignalPipe) -> ! {
     signals.reset_in_child();
     crate::handlers::registry::capture_panic_locations();
-    let failure = match registry.perform(job) {
-        Some(Ok(())) => None,
-        Some(Err(e)) => Some(e.into_failure()),
-        None => Some(Failure::new(
-            exceptions::UNKNOWN_JOB_CLASS,
-            format!("no function registered for {}", job.class()),
-        )),
-    };
+    let failure = registry.perform_in_job_process(job);
     let mut text = serde_json::to_vec(&failure).unwrap_or_default();
     text.truncate(REPORT_LIMIT);
     let mut rest = &text[..];
@@ -186,8 +179,20 @@ impl JobProcess {
         }
     }
 
-    /// Turns the end of the process into an outcome: `None` = complete.
-    pub fn outcome(mut self, status: WaitStatus) -> Option<Failure> {
+    /// Turns the end of the process into an outcome: `None` = complete; with
+    /// a failure, whether the job process reported it itself (and so has run
+    /// the `on_failure` hooks already).
+    pub fn outcome(self, status: WaitStatus) -> (Option<Failure>, bool) {
+        let rust = self.kind == Kind::Rust;
+        let failure = self.failure(status);
+        let from_job = rust
+            && failure
+                .as_ref()
+                .is_some_and(|f| f.exception != exceptions::DIRTY_EXIT);
+        (failure, from_job)
+    }
+
+    fn failure(mut self, status: WaitStatus) -> Option<Failure> {
         self.read_pipes();
         match status {
             WaitStatus::Signaled(pid, sig, core) => Some(Failure::new(

@@ -10,19 +10,25 @@ pub enum Error {
     Config(String),
     /// Redis refused, dropped or failed a command; `action` says what we were doing.
     Redis {
+        /// What was being done, e.g. `reserving a job for web1:4242:mail`.
         action: String,
+        /// The client's error.
         source: redis::RedisError,
     },
     /// A system call failed; `action` says which and on what.
     Io {
+        /// What was being done, e.g. `writing PIDFILE /run/resque.pid`.
         action: String,
+        /// The system's error.
         source: std::io::Error,
     },
     /// Something the user asked about does not exist (an unknown job id, say).
     NotFound(String),
     /// `PIDFILE` names a resque-fork process that is still running.
     AlreadyRunning {
+        /// The file.
         pidfile: std::path::PathBuf,
+        /// The live process it names.
         pid: i32,
     },
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # resque-fork
 //!
 //! A Resque-compatible background-job worker that forks a process per job.
@@ -44,40 +45,92 @@
 //!
 //! ## Your own jobs in Rust
 //!
+//! A binary of your own gets every flag of `resque-fork` from [`cli::run`];
+//! the [`Registry`] maps class names to functions, or to [`TypedJob`]s whose
+//! fields are decoded from `args` with serde, and carries the
+//! [hooks](handlers::hooks):
+//!
 //! ```no_run
-//! use resque_fork::{cli, JobError, Registry};
+//! use resque_fork::{cli, Job, JobError, JobResult, Registry, TypedJob};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct SendEmail { to: String, template: String }
+//!
+//! impl TypedJob for SendEmail {
+//!     const CLASS: &'static str = "SendEmail";
+//!     fn perform(self, _job: &Job) -> JobResult {
+//!         println!("mailing {} to {}", self.template, self.to);
+//!         Ok(())
+//!     }
+//! }
 //!
 //! fn main() {
 //!     let registry = Registry::new()
-//!         .register("Greet", |job| {
-//!             println!("hello, {}", job.args()[0]);
-//!             Ok(())
-//!         })
-//!         .register("Fail", |_| Err(JobError::new("MyApp::Oops", "always fails")));
+//!         .job::<SendEmail>()
+//!         .register("Fail", |_| Err(JobError::new("MyApp::Oops", "always fails")))
+//!         .on_failure(|job, failure| eprintln!("{}: {}", job.class(), failure.error));
 //!     std::process::exit(cli::run(registry));
 //! }
 //! ```
+//!
+//! A program that only enqueues uses the [`Producer`] (thread-safe):
+//!
+//! ```no_run
+//! # use resque_fork::{Job, JobResult, TypedJob};
+//! # #[derive(serde::Serialize, serde::Deserialize)]
+//! # struct SendEmail { to: String, template: String }
+//! # impl TypedJob for SendEmail {
+//! #     const CLASS: &'static str = "SendEmail";
+//! #     fn perform(self, _job: &Job) -> JobResult { Ok(()) }
+//! # }
+//! let producer = resque_fork::Producer::connect("redis://127.0.0.1:6379")?;
+//! producer.enqueue_job("mail", &SendEmail { to: "ada@example.com".into(), template: "welcome".into() })?;
+//! let id = producer.enqueue_tracked("reports", "Nightly", &[])?;
+//! # Ok::<(), resque_fork::Error>(())
+//! ```
+//!
+//! Errors are one [`Error`] type to match on. Exception names written into
+//! failure records are in [`payload::exceptions`].
 
-pub mod child;
+// The public surface: the CLI entry point, jobs and their registry, the
+// producer client, errors, and the key names.
 pub mod cli;
-pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod keys;
-pub mod ops;
 pub mod payload;
-pub mod proctitle;
 pub mod producer;
+
+// The machinery: public only so the integration tests can reach it; not part
+// of the API and free to change.
+#[doc(hidden)]
+pub mod child;
+#[doc(hidden)]
+pub mod config;
+#[doc(hidden)]
+pub mod ops;
+#[doc(hidden)]
+pub mod proctitle;
+#[doc(hidden)]
 pub mod prune;
+#[doc(hidden)]
 pub mod queues;
+#[doc(hidden)]
 pub mod report;
+#[doc(hidden)]
 pub mod signals;
+#[doc(hidden)]
 pub mod store;
+#[doc(hidden)]
 pub mod supervisor;
+#[doc(hidden)]
 pub mod timefmt;
+#[doc(hidden)]
 pub mod worker;
 
 pub use error::{Error, Result};
-pub use handlers::{JobError, JobResult, Registry};
+pub use handlers::{ArgsLayout, Flow, JobError, JobResult, Registry, TypedJob};
 pub use keys::Keys;
 pub use payload::{Failure, Job};
+pub use producer::Producer;

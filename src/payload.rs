@@ -178,6 +178,7 @@ pub mod exceptions {
 ///
 /// `payload` is the popped text embedded verbatim, or `null` when the text is
 /// not a JSON object (then `raw` keeps it, so nothing is lost).
+#[doc(hidden)]
 #[derive(Debug, Serialize)]
 pub struct FailureRecord<'a> {
     pub failed_at: String,
@@ -197,7 +198,9 @@ fn null_raw() -> &'static RawValue {
     serde_json::from_str::<&RawValue>("null").unwrap_or_else(|_| unreachable!())
 }
 
-/// Builds the failure record text for a payload popped from `queue`.
+/// Builds the failure record text for a payload popped from `queue`:
+/// `payload` is the popped text embedded verbatim, or `null` (with the text
+/// in `raw`) when it is not a JSON object.
 ///
 /// ```
 /// use resque_fork::payload::{failure_record, Failure};
@@ -241,6 +244,7 @@ pub fn failure_record(
 
 /// The in-flight record in `worker:ID`, as read back (by pruning, or by the
 /// operations commands). Written by the reserve script, never by serde.
+#[doc(hidden)]
 #[derive(Debug, Deserialize)]
 pub struct WorkerRecord {
     pub queue: String,
@@ -300,9 +304,13 @@ pub fn mark_requeued(payload: &str, now: i64) -> Option<String> {
 /// php-resque's job states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
+    /// Enqueued, not yet taken (1).
     Waiting = 1,
+    /// Taken by a worker (2).
     Running = 2,
+    /// Ended in a failure (3).
     Failed = 3,
+    /// Ended well (4).
     Complete = 4,
 }
 
@@ -332,10 +340,14 @@ impl JobState {
 /// php-resque's status record `{"status":N,"updated":T,"started":T,"result":null}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusRecord {
+    /// The [`JobState`] code.
     pub status: i64,
+    /// When the state last changed, epoch seconds.
     pub updated: Option<i64>,
+    /// When the job was enqueued (php keeps it through every update).
     #[serde(default)]
     pub started: Option<i64>,
+    /// What the job returned (php); always `null` from resque-fork.
     #[serde(default)]
     pub result: Value,
 }

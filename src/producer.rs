@@ -1,11 +1,15 @@
-//! Putting jobs on queues and reading their php-resque status.
+//! Putting jobs on queues and reading their php-resque status: the
+//! [`Producer`] client, for programs that only enqueue.
 
 use crate::error::{Error, Result};
+use crate::handlers::typed::{encode_args, TypedJob};
+use crate::keys::Keys;
 use crate::payload::{JobState, StatusRecord};
 use crate::store::Store;
 use crate::timefmt;
 use serde_json::Value;
 use std::io::Read;
+use std::sync::Mutex;
 
 /// A new random 32-hex-digit job id, as php-resque makes them.
 pub fn new_job_id() -> Result<String> {
@@ -75,7 +79,9 @@ pub fn enqueue(
 /// A job's status as php-resque tracks it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobStatus {
+    /// The state.
     pub state: JobState,
+    /// The record as stored.
     pub record: StatusRecord,
     /// Seconds until the record expires, once the job has finished.
     pub expires_in: Option<i64>,
@@ -125,5 +131,153 @@ pub fn describe(status: &JobStatus) -> String {
         status.state.name().to_string()
     } else {
         format!("{} ({})", status.state.name(), parts.join(", "))
+    }
+}
+
+type BeforeEnqueue = Box<dyn Fn(&str, &str, &[Value]) -> bool + Send + Sync>;
+type AfterEnqueue = Box<dyn Fn(&str, &str, &[Value], &str) + Send + Sync>;
+
+/// A client for programs that put jobs on queues and read their status.
+///
+/// It is `Send + Sync`: share one between threads (calls take turns on one
+/// connection), or call it from an async runtime's blocking pool. The
+/// single-thread rule is the worker's, not the producer's.
+///
+/// ```no_run
+/// use resque_fork::producer::Producer;
+/// let producer = Producer::connect("redis://127.0.0.1:6379")?
+///     .before_enqueue(|queue, class, _args| class != "Forbidden");
+/// let id = producer.enqueue("mail", "Mailer", &[7.into(), "welcome".into()])?;
+/// println!("enqueued {id:?}; mail holds {} jobs", producer.size("mail")?);
+/// # Ok::<(), resque_fork::Error>(())
+/// ```
+pub struct Producer {
+    store: Mutex<Store>,
+    before_enqueue: Vec<BeforeEnqueue>,
+    after_enqueue: Vec<AfterEnqueue>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Connects to `url` (`redis://`, `rediss://`, `unix://`), under the
+    /// default `resque:` namespace.
+    pub fn connect(url: &str) -> Result<Producer> {
+        Producer::connect_with_prefix(url, crate::keys::DEFAULT_PREFIX)
+    }
+
+    /// Connects under another namespace (php-resque's `PREFIX` rule).
+    pub fn connect_with_prefix(url: &str, prefix: &str) -> Result<Producer> {
+        Ok(Producer {
+            store: Mutex::new(Store::connect(url, Keys::new(prefix))?),
+            before_enqueue: Vec::new(),
+            after_enqueue: Vec::new(),
+        })
+    }
+
+    /// Runs before each enqueue with (queue, class, args); returning false
+    /// cancels it (Ruby's `before_enqueue`, php's `beforeEnqueue`).
+    pub fn before_enqueue(
+        mut self,
+        f: impl Fn(&str, &str, &[Value]) -> bool + Send + Sync + 'static,
+    ) -> Producer {
+        self.before_enqueue.push(Box::new(f));
+        self
+    }
+
+    /// Runs after each enqueue with (queue, class, args, job id).
+    pub fn after_enqueue(
+        mut self,
+        f: impl Fn(&str, &str, &[Value], &str) + Send + Sync + 'static,
+    ) -> Producer {
+        self.after_enqueue.push(Box::new(f));
+        self
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave the store half-changed:
+        // every operation is one Redis command or transaction.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(
+        &self,
+        queue: &str,
+        class: &str,
+        args: &[Value],
+        track: bool,
+    ) -> Result<Option<String>> {
+        if !self.before_enqueue.iter().all(|h| h(queue, class, args)) {
+            return Ok(None);
+        }
+        let id = enqueue(&mut self.store(), queue, class, args, track)?;
+        for h in &self.after_enqueue {
+            h(queue, class, args, &id);
+        }
+        Ok(Some(id))
+    }
+
+    /// Enqueues a job; returns its id, or `None` when a `before_enqueue`
+    /// hook cancelled it.
+    pub fn enqueue(&self, queue: &str, class: &str, args: &[Value]) -> Result<Option<String>> {
+        self.push(queue, class, args, false)
+    }
+
+    /// Enqueues a job and tracks its status (php-resque's status key).
+    pub fn enqueue_tracked(
+        &self,
+        queue: &str,
+        class: &str,
+        args: &[Value],
+    ) -> Result<Option<String>> {
+        self.push(queue, class, args, true)
+    }
+
+    /// Enqueues a typed job, its arguments laid out as its worker decodes them.
+    pub fn enqueue_job<T: TypedJob>(&self, queue: &str, job: &T) -> Result<Option<String>> {
+        self.push(queue, T::CLASS, &encode_args(job, T::LAYOUT)?, false)
+    }
+
+    /// Removes queued jobs of `class` (and with exactly `args`, when given),
+    /// as Ruby's `Resque.dequeue`; returns how many were removed.
+    pub fn dequeue(&self, queue: &str, class: &str, args: Option<&[Value]>) -> Result<usize> {
+        let mut store = self.store();
+        let payloads = store.queue_range(queue, 0, -1)?;
+        let mut removed = 0;
+        for text in payloads {
+            let Ok(Value::Object(job)) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let same_class = job.get("class").and_then(Value::as_str) == Some(class);
+            let same_args = args.is_none_or(|a| job.get("args") == Some(&Value::Array(a.to_vec())));
+            if same_class && same_args {
+                removed += store.remove_from_queue(queue, &text)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// How many jobs wait in `queue`.
+    pub fn size(&self, queue: &str) -> Result<i64> {
+        let lengths = self.store().queue_lengths()?;
+        Ok(lengths
+            .into_iter()
+            .find(|(q, _)| q == queue)
+            .map(|(_, n)| n)
+            .unwrap_or(0))
+    }
+
+    /// Every queue name, sorted.
+    pub fn queues(&self) -> Result<Vec<String>> {
+        self.store().queue_names()
+    }
+
+    /// The status of a job enqueued with [`Producer::enqueue_tracked`].
+    pub fn status(&self, id: &str) -> Result<JobStatus> {
+        status(&mut self.store(), id)
     }
 }

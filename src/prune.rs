@@ -207,7 +207,7 @@ fn prune_under_lock(
     for p in &pruned {
         match &p.job {
             Unregistered::Idle => log::info!("pruned dead worker {} ({})", p.worker_id, p.reason),
-            Unregistered::Failed { class } => log::warn!(
+            Unregistered::Failed { class, .. } => log::warn!(
                 "pruned dead worker {} ({}); its job {class} is recorded as failed",
                 p.worker_id,
                 p.reason

@@ -188,7 +188,9 @@ pub fn pruned(rows: &[Pruned]) -> String {
         .map(|p| {
             let job = match &p.job {
                 Unregistered::Idle => "it held no job".to_string(),
-                Unregistered::Failed { class } => format!("its job {class} is recorded as failed"),
+                Unregistered::Failed { class, .. } => {
+                    format!("its job {class} is recorded as failed")
+                }
                 Unregistered::Requeued { class, queue } => {
                     format!("its job {class} is back on {queue}")
                 }

@@ -336,9 +336,16 @@ impl Store {
                         };
                     }
                     None => {
-                        record =
-                            failure_record(&payload, &q, &make_failure(&class), worker_id, now);
-                        plan = Unregistered::Failed { class };
+                        let failure = make_failure(&class);
+                        record = failure_record(&payload, &q, &failure, worker_id, now);
+                        plan = Unregistered::Failed {
+                            class,
+                            orphan: Some(Orphan {
+                                payload: payload.clone(),
+                                queue: q.clone(),
+                                failure,
+                            }),
+                        };
                     }
                 }
                 queue = q;
@@ -564,6 +571,20 @@ impl Store {
         )
     }
 
+    /// Removes every copy of `payload` from a queue; returns how many.
+    pub fn remove_from_queue(&mut self, queue: &str, payload: &str) -> Result<usize> {
+        self.with_conn(
+            || format!("removing a job from queue {queue}"),
+            |c, k, _| {
+                redis::cmd("LREM")
+                    .arg(k.queue(queue))
+                    .arg(0)
+                    .arg(payload)
+                    .query(c)
+            },
+        )
+    }
+
     /// Empties a queue (it stays listed in `queues`); returns how many jobs it held.
     pub fn clear_queue(&mut self, queue: &str) -> Result<i64> {
         let (len, _): (i64, i64) = self.with_conn(
@@ -748,9 +769,22 @@ pub enum Unregistered {
     /// The worker held no job.
     Idle,
     /// Its job got a failure record.
-    Failed { class: String },
+    Failed {
+        class: String,
+        /// The job and its failure, for `on_failure` hooks.
+        #[serde(skip)]
+        orphan: Option<Orphan>,
+    },
     /// Its job went back to the head of `queue`.
     Requeued { class: String, queue: String },
+}
+
+/// A job left behind by a dead worker, as it was failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub payload: String,
+    pub queue: String,
+    pub failure: Failure,
 }
 
 /// The php status key of a payload that is an object with an `id`, even when

@@ -17,7 +17,7 @@ use crate::payload::{exceptions, failure_record, Failure, Job, WorkerRecord};
 use crate::proctitle;
 use crate::prune;
 use crate::signals::{self, SignalPipe, HANDLED};
-use crate::store::{best_effort_status_key, Outcome, Reserved, Store};
+use crate::store::{best_effort_status_key, Outcome, Reserved, Store, Unregistered};
 use crate::timefmt;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -166,6 +166,7 @@ impl<'r> Worker<'r> {
         // that no longer runs would otherwise wait for pruning.
         let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work_loop()));
         self.unregister();
+        self.registry.hooks().worker_exit(&self.id);
         if let Err(panic) = looped {
             std::panic::resume_unwind(panic);
         }
@@ -197,6 +198,7 @@ impl<'r> Worker<'r> {
         }
         self.outage.ok();
         self.prune();
+        self.registry.hooks().before_first_fork(&self.id);
         let started = timefmt::ruby_time(timefmt::now_epoch());
         self.store.register(&self.id, &started)?;
         log::info!(
@@ -348,7 +350,18 @@ impl<'r> Worker<'r> {
         });
     }
 
+    /// Runs a job; the failure, if any, has been through `on_failure`.
     fn run_job(&mut self, job: &Job) -> Option<Failure> {
+        let (failure, from_job) = self.start_and_watch(job);
+        if let (Some(failure), false) = (&failure, from_job) {
+            self.registry.hooks().on_failure_in_worker(job, failure);
+        }
+        failure
+    }
+
+    /// The failure, and whether the job process reported it itself.
+    fn start_and_watch(&mut self, job: &Job) -> (Option<Failure>, bool) {
+        self.registry.hooks().before_fork(job);
         let memory = self.settings.limits.memory_bytes;
         let mut process = match child::start(
             job,
@@ -359,7 +372,7 @@ impl<'r> Worker<'r> {
             memory,
         ) {
             Ok(p) => p,
-            Err(failure) => return Some(failure),
+            Err(failure) => return (Some(failure), false),
         };
         log::debug!("{}: running as pid {}", job_label(job), process.pid());
         proctitle::set(&format!(
@@ -377,10 +390,10 @@ impl<'r> Worker<'r> {
         self.kill_plan = None;
         self.job_deadline = None;
         let timed_out = std::mem::take(&mut self.timed_out);
-        let failure = process.outcome(status);
+        let (failure, from_job) = process.outcome(status);
         if timed_out {
             let limit = self.settings.limits.timeout.unwrap_or_default();
-            return Some(Failure::new(
+            let failure = Failure::new(
                 exceptions::JOB_TIMEOUT,
                 format!(
                     "job ran longer than JOB_TIMEOUT ({}s) and was stopped ({})",
@@ -389,7 +402,8 @@ impl<'r> Worker<'r> {
                         .map(|f| f.error)
                         .unwrap_or_else(|| "it then exited 0".into())
                 ),
-            ));
+            );
+            return (Some(failure), false);
         }
         match (failure, memory) {
             (Some(mut f), Some(bytes)) => {
@@ -397,9 +411,9 @@ impl<'r> Worker<'r> {
                     " (JOB_MEMORY_LIMIT of {} MB was in force)",
                     bytes >> 20
                 ));
-                Some(f)
+                (Some(f), from_job)
             }
-            (failure, _) => failure,
+            (failure, _) => (failure, from_job),
         }
     }
 
@@ -589,10 +603,29 @@ impl<'r> Worker<'r> {
             &self.hostname,
             &self.settings.prune,
         ) {
-            Ok(_) => self.next_prune = Instant::now() + self.settings.prune_interval,
+            Ok(pruned) => {
+                self.orphan_hooks(pruned.iter().flatten().map(|p| &p.job));
+                self.next_prune = Instant::now() + self.settings.prune_interval;
+            }
             Err(e) => {
                 self.outage.failed(&e);
                 self.next_prune = Instant::now() + HOUSEKEEPING_RETRY;
+            }
+        }
+    }
+
+    /// `on_failure` for jobs failed because their worker died.
+    fn orphan_hooks<'a>(&self, jobs: impl Iterator<Item = &'a Unregistered>) {
+        for job in jobs {
+            if let Unregistered::Failed {
+                orphan: Some(o), ..
+            } = job
+            {
+                if let Ok(parsed) = Job::parse(&o.payload, &o.queue) {
+                    self.registry
+                        .hooks()
+                        .on_failure_in_worker(&parsed, &o.failure);
+                }
             }
         }
     }
@@ -643,8 +676,9 @@ impl<'r> Worker<'r> {
                 .store
                 .unregister(&self.id, &failure, requeue, timefmt::now_epoch())
             {
-                Ok(_) => {
+                Ok(job) => {
                     log::info!("worker {} unregistered", self.id);
+                    self.orphan_hooks(std::iter::once(&job));
                     return;
                 }
                 Err(e) if attempt == 3 => {

@@ -22,7 +22,7 @@ fn example_worker() -> std::path::PathBuf {
     path
 }
 
-fn drain_example(redis: &RedisServer, jobs: &JobsDir) {
+fn drain_example(redis: &RedisServer, jobs: &JobsDir, outbox: &std::path::Path) {
     let out = run({
         let mut c = Command::new(example_worker());
         c.env_clear()
@@ -30,7 +30,8 @@ fn drain_example(redis: &RedisServer, jobs: &JobsDir) {
             .env("REDIS_URL", redis.url())
             .env("QUEUE", "q")
             .env("INTERVAL", "0")
-            .env("JOBS_DIR", jobs.path());
+            .env("JOBS_DIR", jobs.path())
+            .env("OUTBOX", outbox);
         c
     });
     assert!(
@@ -44,25 +45,27 @@ fn drain_example(redis: &RedisServer, jobs: &JobsDir) {
 fn rust_jobs_run_forked_and_their_errors_become_failure_records() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let file = jobs.scratch("appended");
+    let outbox = jobs.scratch("outbox");
+    std::fs::create_dir(&outbox).unwrap();
     let exec_marker = jobs.scratch("exec-ran");
     jobs.add("Shell", &format!("touch {}", exec_marker.display()));
-    let path = file.display().to_string();
     for payload in [
-        json!({"class":"Append","args":[path, "one"]}),
+        json!({"class":"SendEmail","args":["one@x", "welcome"]}),
         json!({"class":"Divide","args":[1, 0]}),
         json!({"class":"ParseNumber","args":["x1"]}),
         json!({"class":"Panic","args":[]}),
         json!({"class":"Exit","args":[]}),
         json!({"class":"Abort","args":[]}),
         json!({"class":"Shell","args":[]}),
-        json!({"class":"Append","args":[path, "two"]}),
+        json!({"class":"SendEmail","args":["two@x", "bye", "fr"]}),
     ] {
         redis.push("q", &payload.to_string());
     }
-    drain_example(&redis, &jobs);
+    drain_example(&redis, &jobs, &outbox);
 
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "one\ntwo\n");
+    let mail = |to: &str| std::fs::read_to_string(outbox.join(to)).unwrap();
+    assert_eq!(mail("one@x"), "to=one@x template=welcome lang=en");
+    assert_eq!(mail("two@x"), "to=two@x template=bye lang=fr");
     assert!(exec_marker.exists(), "unregistered classes go to JOBS_DIR");
     let failures = redis.failures();
     let by_class = |class: &str| {

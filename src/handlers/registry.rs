@@ -1,5 +1,7 @@
 //! Rust job functions by class name, run in the forked job process.
 
+use crate::handlers::hooks::{Flow, Hooks};
+use crate::handlers::typed::{self, TypedJob};
 use crate::payload::{exceptions, Failure, Job};
 use std::collections::HashMap;
 use std::fmt;
@@ -97,21 +99,24 @@ impl<E: std::error::Error> From<E> for JobError {
     }
 }
 
-/// Class names mapped to Rust functions.
+/// Class names mapped to Rust functions, and the hooks around them.
 ///
 /// ```
-/// use resque_fork::{JobError, Registry};
+/// use resque_fork::{Flow, JobError, Registry};
 /// let registry = Registry::new()
 ///     .register("Echo", |job| {
 ///         println!("{:?}", job.args());
 ///         Ok(())
 ///     })
-///     .register("Fail", |_| Err(JobError::new("MyApp::Boom", "always fails")));
+///     .register("Fail", |_| Err(JobError::new("MyApp::Boom", "always fails")))
+///     .before_perform(|job| Ok(if job.args().is_empty() { Flow::Skip } else { Flow::Continue }))
+///     .on_failure(|job, failure| eprintln!("{} failed: {}", job.class(), failure.error));
 /// assert!(registry.contains("Echo"));
 /// ```
 #[derive(Default)]
 pub struct Registry {
     jobs: HashMap<String, Box<JobFn>>,
+    hooks: Hooks,
 }
 
 impl Registry {
@@ -129,17 +134,100 @@ impl Registry {
         self
     }
 
+    /// Registers a typed job under its [`TypedJob::CLASS`]; its arguments
+    /// are decoded before it runs, and arguments that do not fit the type
+    /// fail the job with an `ArgumentError` naming the field.
+    pub fn job<T: TypedJob + 'static>(self) -> Registry {
+        self.register(T::CLASS, typed::run::<T>)
+    }
+
     /// True when `class` has a Rust function.
     pub fn contains(&self, class: &str) -> bool {
         self.jobs.contains_key(class)
     }
 
-    /// Runs the function for the job's class; `None` when none is registered.
-    /// A panic is caught and returned as an [`exceptions::PANIC`] failure.
-    pub fn perform(&self, job: &Job) -> Option<JobResult> {
-        let f = self.jobs.get(job.class())?;
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(job)));
-        Some(caught.unwrap_or_else(|panic| Err(panic_error(panic))))
+    /// Runs in the worker once, after pruning and before registering.
+    pub fn before_first_fork(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Registry {
+        self.hooks.before_first_fork.push(Box::new(f));
+        self
+    }
+
+    /// Runs in the worker for every job, after it is reserved and before its
+    /// process starts (Rust and exec jobs alike).
+    pub fn before_fork(mut self, f: impl Fn(&Job) + Send + Sync + 'static) -> Registry {
+        self.hooks.before_fork.push(Box::new(f));
+        self
+    }
+
+    /// Runs in the job process of a Rust job, first thing after the fork.
+    pub fn after_fork(mut self, f: impl Fn(&Job) + Send + Sync + 'static) -> Registry {
+        self.hooks.after_fork.push(Box::new(f));
+        self
+    }
+
+    /// Runs in the job process of a Rust job before it: [`Flow::Skip`] skips
+    /// the job (counted as processed, not failed); `Err` fails it.
+    pub fn before_perform(
+        mut self,
+        f: impl Fn(&Job) -> Result<Flow, JobError> + Send + Sync + 'static,
+    ) -> Registry {
+        self.hooks.before_perform.push(Box::new(f));
+        self
+    }
+
+    /// Runs in the job process after a Rust job succeeded.
+    pub fn after_perform(mut self, f: impl Fn(&Job) + Send + Sync + 'static) -> Registry {
+        self.hooks.after_perform.push(Box::new(f));
+        self
+    }
+
+    /// Runs for every failure of a job: in the job process for a Rust job's
+    /// `Err` or panic, in the worker for failures it records itself (dirty
+    /// exits, timeouts, failed exec jobs, unknown classes, orphaned jobs).
+    /// See [`hooks`](crate::handlers::hooks).
+    pub fn on_failure(mut self, f: impl Fn(&Job, &Failure) + Send + Sync + 'static) -> Registry {
+        self.hooks.on_failure.push(Box::new(f));
+        self
+    }
+
+    /// Runs in the worker after it has unregistered.
+    pub fn worker_exit(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Registry {
+        self.hooks.worker_exit.push(Box::new(f));
+        self
+    }
+
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// In the job process: runs the job's function inside the job hooks.
+    /// `None` = success (or skipped). Panics, in the job or a hook, become
+    /// [`exceptions::PANIC`] failures; `on_failure` runs here for them.
+    pub(crate) fn perform_in_job_process(&self, job: &Job) -> Option<Failure> {
+        let Some(f) = self.jobs.get(job.class()) else {
+            return Some(Failure::new(
+                exceptions::UNKNOWN_JOB_CLASS,
+                format!("no function registered for {}", job.class()),
+            ));
+        };
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.hooks.around(job, || f(job))
+        }));
+        let failure = match caught {
+            Ok(Ok(Flow::Continue)) => None,
+            Ok(Ok(Flow::Skip)) => {
+                log::info!("job {} skipped by a before_perform hook", job.class());
+                None
+            }
+            Ok(Err(e)) => Some(e.into_failure()),
+            Err(panic) => Some(panic_error(panic).into_failure()),
+        };
+        if let Some(failure) = &failure {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.hooks.on_failure_in_job(job, failure)
+            }));
+        }
+        failure
     }
 }
 
@@ -208,10 +296,13 @@ mod tests {
     fn panics_become_failures() {
         let reg = Registry::new().register("P", |_| panic!("kaboom"));
         let job = Job::parse(r#"{"class":"P","args":[]}"#, "q").unwrap();
-        let err = reg.perform(&job).unwrap().unwrap_err();
-        assert_eq!(err.exception(), exceptions::PANIC);
-        assert_eq!(err.message(), "kaboom");
+        let failure = reg.perform_in_job_process(&job).unwrap();
+        assert_eq!(failure.exception, exceptions::PANIC);
+        assert_eq!(failure.error, "kaboom");
         let other = Job::parse(r#"{"class":"Q","args":[]}"#, "q").unwrap();
-        assert!(reg.perform(&other).is_none());
+        assert_eq!(
+            reg.perform_in_job_process(&other).unwrap().exception,
+            exceptions::UNKNOWN_JOB_CLASS
+        );
     }
 }

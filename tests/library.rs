@@ -1,0 +1,244 @@
+//! The Rust library: hooks, typed jobs and the producer client, through
+//! examples/worker.rs (a user's own worker binary) and the library API.
+
+mod common;
+
+use common::*;
+use resque_fork::producer::Producer;
+use resque_fork::{Job, JobResult, TypedJob};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example_worker() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/worker");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+fn example(redis: &RedisServer, jobs: &JobsDir) -> Command {
+    let mut c = Command::new(example_worker());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", redis.url())
+        .env("QUEUE", "q")
+        .env("INTERVAL", "0")
+        .env("JOBS_DIR", jobs.path());
+    c
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct SendEmail {
+    to: String,
+    template: String,
+    lang: Option<String>,
+}
+
+impl TypedJob for SendEmail {
+    const CLASS: &'static str = "SendEmail";
+    fn perform(self, _job: &Job) -> JobResult {
+        Ok(())
+    }
+}
+
+#[test]
+fn every_hook_fires_once_in_its_process_in_order() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Shell", "exit 1");
+    let hooks = jobs.scratch("hooks");
+    for payload in [
+        json!({"class": "SendEmail", "args": ["a@b.c", "welcome"]}),
+        json!({"class": "Divide", "args": [1, 0]}),
+        json!({"class": "Divide", "args": [{"skip": true}]}),
+        json!({"class": "Exit", "args": []}),
+        json!({"class": "Shell", "args": []}),
+    ] {
+        redis.push("q", &payload.to_string());
+    }
+    let mut cmd = example(&redis, &jobs);
+    cmd.env("HOOK_LOG", &hooks);
+    let mut child = cmd.spawn().unwrap();
+    let worker = child.id().to_string();
+    assert!(wait_exit(&mut child).success());
+
+    let log = std::fs::read_to_string(&hooks).unwrap();
+    let lines: Vec<(&str, &str, &str)> = log
+        .lines()
+        .map(|l| {
+            let mut p = l.split(' ');
+            (p.next().unwrap(), p.next().unwrap(), p.next().unwrap())
+        })
+        .collect();
+    // Replace pids by W (the worker) or J (a job process).
+    let shape: Vec<String> = lines
+        .iter()
+        .map(|(hook, pid, class)| {
+            let who = if *pid == worker { "W" } else { "J" };
+            format!("{hook} {who} {class}")
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "before_first_fork W -",
+            "before_fork W SendEmail",
+            "after_fork J SendEmail",
+            "before_perform J SendEmail",
+            "after_perform J SendEmail",
+            "before_fork W Divide",
+            "after_fork J Divide",
+            "before_perform J Divide",
+            "on_failure J Divide",
+            "before_fork W Divide",
+            "after_fork J Divide",
+            "before_perform J Divide",
+            "before_fork W Exit",
+            "after_fork J Exit",
+            "before_perform J Exit",
+            "on_failure W Exit",
+            "before_fork W Shell",
+            "on_failure W Shell",
+            "worker_exit W -",
+        ],
+        "{log}"
+    );
+    // Each job ran in its own process.
+    let job_pids: Vec<&str> = lines
+        .iter()
+        .filter(|(h, _, _)| *h == "after_fork")
+        .map(|(_, p, _)| *p)
+        .collect();
+    let mut distinct = job_pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), job_pids.len());
+    // The skipped job counts as processed, not failed.
+    assert_eq!(redis.int("resque:stat:processed"), 5);
+    assert_eq!(redis.int("resque:stat:failed"), 3);
+    assert_eq!(redis.llen("resque:failed"), 3);
+}
+
+#[test]
+fn typed_args_round_trip_between_rust_node_and_the_worker() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let outbox = jobs.scratch("outbox");
+    std::fs::create_dir(&outbox).unwrap();
+    let producer = Producer::connect(&redis.url()).unwrap();
+    producer
+        .enqueue_job(
+            "q",
+            &SendEmail {
+                to: "rust@x".into(),
+                template: "welcome".into(),
+                lang: Some("de".into()),
+            },
+        )
+        .unwrap()
+        .unwrap();
+    let queued: serde_json::Value = serde_json::from_str(&redis.list("resque:queue:q")[0]).unwrap();
+    assert_eq!(queued["args"], json!(["rust@x", "welcome", "de"]));
+    // node-resque enqueues the same class, positionally, without the optional tail.
+    let node = run({
+        let mut c = Command::new("node");
+        c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop"))
+            .arg("client.js")
+            .arg(redis.socket())
+            .args(["enqueue", "q", "SendEmail", r#"["node@x","reset"]"#]);
+        c
+    });
+    assert!(
+        node.status.success(),
+        "{}",
+        String::from_utf8_lossy(&node.stderr)
+    );
+    // php's layout for ResizeImage, and two payloads that do not fit.
+    redis.push(
+        "q",
+        r#"{"class":"ResizeImage","args":[{"path":"a.png","width":2,"height":3}]}"#,
+    );
+    redis.push("q", r#"{"class":"SendEmail","args":[5,"welcome"]}"#);
+    redis.push(
+        "q",
+        r#"{"class":"ResizeImage","args":[{"path":"a.png","width":"wide","height":3}]}"#,
+    );
+    let mut cmd = example(&redis, &jobs);
+    cmd.env("OUTBOX", &outbox);
+    let out = run(cmd);
+    assert!(out.status.success());
+    let mail = |to: &str| std::fs::read_to_string(outbox.join(to)).unwrap();
+    assert_eq!(mail("rust@x"), "to=rust@x template=welcome lang=de");
+    assert_eq!(mail("node@x"), "to=node@x template=reset lang=en");
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 2);
+    assert_eq!(failures[0]["exception"], "ArgumentError");
+    assert_eq!(
+        failures[0]["error"],
+        "args[0] (field `to`): invalid type: integer `5`, expected a string"
+    );
+    assert_eq!(
+        failures[1]["error"],
+        "args[0].width: invalid type: string \"wide\", expected u32"
+    );
+    assert_eq!(redis.int("resque:stat:processed"), 5);
+}
+
+#[test]
+fn the_producer_enqueues_dequeues_and_reads_status_from_many_threads() {
+    let redis = RedisServer::start();
+    let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = cancelled.clone();
+    let producer = std::sync::Arc::new(Producer::connect(&redis.url()).unwrap().before_enqueue(
+        move |_, class, _| {
+            let ok = class != "Forbidden";
+            if !ok {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            ok
+        },
+    ));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let p = producer.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    p.enqueue("bulk", "Job", &[json!(t), json!(i)])
+                        .unwrap()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(producer.size("bulk").unwrap(), 100);
+    assert!(producer
+        .enqueue("bulk", "Forbidden", &[])
+        .unwrap()
+        .is_none());
+    assert_eq!(cancelled.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        producer
+            .dequeue("bulk", "Job", Some(&[json!(2), json!(7)]))
+            .unwrap(),
+        1
+    );
+    assert_eq!(producer.dequeue("bulk", "Job", None).unwrap(), 99);
+    assert_eq!(producer.size("bulk").unwrap(), 0);
+    let id = producer.enqueue_tracked("q", "Job", &[]).unwrap().unwrap();
+    assert_eq!(producer.status(&id).unwrap().state.name(), "waiting");
+    assert_eq!(producer.queues().unwrap(), ["bulk", "q"]);
+}
