@@ -153,3 +153,31 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: std::time::Duration) {
     // SAFETY: pollfds is a valid array of pollfd for its length.
     unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
 }
+
+/// Holds [`HANDLED`] signals blocked while it lives; they are delivered (to
+/// the pipe) when it drops.
+///
+/// Redis calls run under it: a read on a socket with a receive timeout is
+/// never restarted after a signal handler (signal(7)), so a SIGCHLD from a
+/// job ending mid-call would otherwise fail the call with EINTR and cost a
+/// reconnect.
+pub struct Blocked(SigSet);
+
+impl Blocked {
+    /// Blocks [`HANDLED`] until the value drops.
+    pub fn new() -> Blocked {
+        Blocked(block(HANDLED))
+    }
+}
+
+impl Default for Blocked {
+    fn default() -> Self {
+        Blocked::new()
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        restore(self.0);
+    }
+}

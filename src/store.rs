@@ -118,6 +118,8 @@ impl Store {
         action: impl Fn() -> String,
         f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
     ) -> Result<T> {
+        // No signal may interrupt the socket I/O (see `signals::Blocked`).
+        let _blocked = crate::signals::Blocked::new();
         if self.conn.is_none() {
             let conn = self
                 .client
