@@ -242,3 +242,22 @@ fn the_producer_enqueues_dequeues_and_reads_status_from_many_threads() {
     assert_eq!(producer.status(&id).unwrap().state.name(), "waiting");
     assert_eq!(producer.queues().unwrap(), ["bulk", "q"]);
 }
+
+#[test]
+fn jobs_ending_during_redis_calls_do_not_interrupt_them() {
+    // A Rust job ends within microseconds: its SIGCHLD arrives while the
+    // worker still reads Redis's reply to the pid-key write. That read must
+    // not fail (a socket read with a timeout is not restarted by SA_RESTART).
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    for _ in 0..40 {
+        enqueue(&redis, &["q", "Divide", "4", "2"]);
+    }
+    let mut cmd = example(&redis, &jobs);
+    cmd.env("VERBOSE", "1");
+    let out = run(cmd);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains(" WARN ") && !log.contains(" ERROR "), "{log}");
+    assert_eq!(redis.int("resque:stat:processed"), 40);
+}
