@@ -11,22 +11,6 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn example_worker() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/worker");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --examples`",
-        path.display()
-    );
-    path
-}
-
 fn example(redis: &RedisServer, jobs: &JobsDir) -> Command {
     let mut c = Command::new(example_worker());
     c.env_clear()

@@ -7,29 +7,6 @@ use common::*;
 use std::process::Child;
 use std::time::Instant;
 
-/// A job that records its pid, then waits for `gate` (or forever).
-fn gated(jobs: &JobsDir, class: &str) -> std::path::PathBuf {
-    let gate = jobs.scratch(&format!("{class}.gate"));
-    let pids = jobs.scratch(&format!("{class}.pids"));
-    jobs.add(
-        class,
-        &format!(
-            "echo $$ >> {p}; while [ ! -e {g} ]; do sleep 0.01; done",
-            p = pids.display(),
-            g = gate.display()
-        ),
-    );
-    gate
-}
-
-fn job_pids(jobs: &JobsDir, class: &str) -> Vec<u32> {
-    std::fs::read_to_string(jobs.scratch(&format!("{class}.pids")))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 fn pool(redis: &RedisServer, jobs: &JobsDir, count: usize) -> Child {
     let mut cmd = worker(redis, jobs, "q", "0.1");
     cmd.env("COUNT", count.to_string());
@@ -88,11 +65,11 @@ fn count_runs_distinct_registered_workers_with_resque_titles() {
 fn processing_and_forked_titles_while_a_job_runs() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let gate = gated(&jobs, "Slow");
+    let gate = jobs.gated("Slow", 0);
     redis.push("q", r#"{"class":"Slow","args":[]}"#);
     let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
-    wait_until("the job runs", || !job_pids(&jobs, "Slow").is_empty());
-    let job = job_pids(&jobs, "Slow")[0];
+    wait_until("the job runs", || !jobs.job_pids("Slow").is_empty());
+    let job = jobs.job_pids("Slow")[0];
     let title = command_line(child.id());
     let rest = title
         .strip_prefix(&format!("resque-0.1.0 (resque-fork): Forked {job} at "))
@@ -107,11 +84,11 @@ fn processing_and_forked_titles_while_a_job_runs() {
 fn a_killed_worker_is_replaced_and_its_job_accounted_for() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let _gate = gated(&jobs, "Stuck");
+    let _gate = jobs.gated("Stuck", 0);
     let mut sup = pool(&redis, &jobs, 2);
     redis.push("q", r#"{"class":"Stuck","args":[1]}"#);
-    wait_until("the job runs", || !job_pids(&jobs, "Stuck").is_empty());
-    let job = job_pids(&jobs, "Stuck")[0];
+    wait_until("the job runs", || !jobs.job_pids("Stuck").is_empty());
+    let job = jobs.job_pids("Stuck")[0];
     let victim = registered_pids(&redis)
         .into_iter()
         .find(|p| children(*p).contains(&job))
@@ -139,7 +116,7 @@ fn a_killed_worker_is_replaced_and_its_job_accounted_for() {
 fn quit_lets_running_jobs_finish_then_every_worker_exits() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let gate = gated(&jobs, "Slow");
+    let gate = jobs.gated("Slow", 0);
     let log = jobs.scratch("pool.log");
     let mut cmd = worker(&redis, &jobs, "q", "0.1");
     cmd.env("COUNT", "2");
@@ -147,7 +124,7 @@ fn quit_lets_running_jobs_finish_then_every_worker_exits() {
     let mut sup = cmd.spawn().unwrap();
     redis.push("q", r#"{"class":"Slow","args":[]}"#);
     redis.push("q", r#"{"class":"Slow","args":[]}"#);
-    wait_until("both jobs run", || job_pids(&jobs, "Slow").len() == 2);
+    wait_until("both jobs run", || jobs.job_pids("Slow").len() == 2);
     redis.push("q", r#"{"class":"Slow","args":["never"]}"#);
     signal(sup.id(), libc::SIGQUIT);
     wait_until("both workers have seen QUIT", || {
@@ -167,11 +144,11 @@ fn quit_lets_running_jobs_finish_then_every_worker_exits() {
 fn term_kills_running_jobs_records_them_and_exits_promptly() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let _gate = gated(&jobs, "Forever");
+    let _gate = jobs.gated("Forever", 0);
     let mut sup = pool(&redis, &jobs, 2);
     redis.push("q", r#"{"class":"Forever","args":[]}"#);
     redis.push("q", r#"{"class":"Forever","args":[]}"#);
-    wait_until("both jobs run", || job_pids(&jobs, "Forever").len() == 2);
+    wait_until("both jobs run", || jobs.job_pids("Forever").len() == 2);
     signal(sup.id(), libc::SIGTERM);
     assert_eq!(wait_exit(&mut sup).code(), Some(0));
     let failures = redis.failures();
@@ -185,26 +162,26 @@ fn term_kills_running_jobs_records_them_and_exits_promptly() {
     }
     assert_eq!(redis.int("resque:stat:failed"), 2);
     assert!(redis.members("resque:workers").is_empty());
-    assert!(job_pids(&jobs, "Forever").iter().all(|p| !alive(*p)));
+    assert!(jobs.job_pids("Forever").iter().all(|p| !alive(*p)));
 }
 
 #[test]
 fn graceful_term_makes_term_act_like_quit() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let gate = gated(&jobs, "Slow");
+    let gate = jobs.gated("Slow", 0);
     redis.push("q", r#"{"class":"Slow","args":[]}"#);
     let log = jobs.scratch("worker.log");
     let mut cmd = worker(&redis, &jobs, "q", "0.1");
     cmd.env("GRACEFUL_TERM", "1");
     log_to(&mut cmd, &log);
     let mut child = cmd.spawn().unwrap();
-    wait_until("the job runs", || !job_pids(&jobs, "Slow").is_empty());
+    wait_until("the job runs", || !jobs.job_pids("Slow").is_empty());
     signal(child.id(), libc::SIGTERM);
     wait_until("the worker has seen TERM", || {
         logged(&log, "TERM (GRACEFUL_TERM) received") == 1
     });
-    assert!(alive(job_pids(&jobs, "Slow")[0]), "the job was not killed");
+    assert!(alive(jobs.job_pids("Slow")[0]), "the job was not killed");
     std::fs::write(&gate, "").unwrap();
     assert!(wait_exit(&mut child).success());
     assert!(redis.failures().is_empty());
@@ -238,7 +215,7 @@ fn term_child_sends_term_then_kill_after_the_timeout() {
     let mut cmd = worker(&redis, &jobs, "q", "0.1");
     cmd.env("TERM_CHILD", "1").env("RESQUE_TERM_TIMEOUT", "1.5");
     let mut child = cmd.spawn().unwrap();
-    wait_until("the job runs", || !job_pids(&jobs, "Stubborn").is_empty());
+    wait_until("the job runs", || !jobs.job_pids("Stubborn").is_empty());
     let sent = Instant::now();
     signal(child.id(), libc::SIGUSR1);
     wait_until("the job got TERM", || marker.exists());
@@ -255,9 +232,7 @@ fn term_child_sends_term_then_kill_after_the_timeout() {
 
     // USR1 kept the worker going: the next job is TERMed and stops at once.
     redis.push("q", r#"{"class":"Polite","args":[]}"#);
-    wait_until("the next job runs", || {
-        !job_pids(&jobs, "Polite").is_empty()
-    });
+    wait_until("the next job runs", || !jobs.job_pids("Polite").is_empty());
     signal(child.id(), libc::SIGTERM);
     assert!(wait_exit(&mut child).success());
     let f = &redis.failures()[1];
@@ -275,13 +250,13 @@ fn term_child_sends_term_then_kill_after_the_timeout() {
 fn usr1_kills_only_the_current_job() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let _gate = gated(&jobs, "Forever");
+    let _gate = jobs.gated("Forever", 0);
     let done = jobs.scratch("next-ran");
     jobs.add("Next", &format!("touch {}", done.display()));
     redis.push("q", r#"{"class":"Forever","args":[]}"#);
     redis.push("q", r#"{"class":"Next","args":[]}"#);
     let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
-    wait_until("the job runs", || !job_pids(&jobs, "Forever").is_empty());
+    wait_until("the job runs", || !jobs.job_pids("Forever").is_empty());
     signal(child.id(), libc::SIGUSR1);
     wait_until("the next job ran", || done.exists());
     assert_eq!(redis.failures()[0]["exception"], "Resque::DirtyExit");
@@ -320,10 +295,10 @@ fn usr2_pauses_and_cont_resumes_every_worker_of_a_pool() {
 fn killing_the_supervisor_takes_its_workers_down() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let _gate = gated(&jobs, "Forever");
+    let _gate = jobs.gated("Forever", 0);
     let mut sup = pool(&redis, &jobs, 3);
     redis.push("q", r#"{"class":"Forever","args":[]}"#);
-    wait_until("the job runs", || !job_pids(&jobs, "Forever").is_empty());
+    wait_until("the job runs", || !jobs.job_pids("Forever").is_empty());
     let workers = registered_pids(&redis);
     signal(sup.id(), libc::SIGKILL);
     wait_exit(&mut sup);
@@ -331,7 +306,7 @@ fn killing_the_supervisor_takes_its_workers_down() {
         workers.iter().all(|p| !alive(*p))
     });
     wait_until("no job process outlives its worker", || {
-        job_pids(&jobs, "Forever").iter().all(|p| !alive(*p))
+        jobs.job_pids("Forever").iter().all(|p| !alive(*p))
     });
     // They stopped as on TERM: unregistered, the job recorded.
     assert!(redis.members("resque:workers").is_empty());

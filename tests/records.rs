@@ -8,30 +8,6 @@ use common::*;
 use redis::Commands;
 use serde_json::Value;
 
-/// A job that blocks until the test creates `gate`, so the test can look at
-/// Redis while it runs.
-fn gated_job(jobs: &JobsDir, class: &str, exit: i32) -> std::path::PathBuf {
-    let gate = jobs.scratch(&format!("{class}.gate"));
-    let started = jobs.scratch(&format!("{class}.started"));
-    jobs.add(
-        class,
-        &format!(
-            "echo $$ > {s}; while [ ! -e {g} ]; do sleep 0.01; done; exit {exit}",
-            s = started.display(),
-            g = gate.display()
-        ),
-    );
-    gate
-}
-
-fn started_pid(jobs: &JobsDir, class: &str) -> Option<i32> {
-    std::fs::read_to_string(jobs.scratch(&format!("{class}.started")))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn is_ruby_time(s: &str) -> bool {
     // 2024-01-15 10:30:00 +0000
     let b = s.as_bytes();
@@ -51,7 +27,7 @@ fn is_iso_z(s: &str) -> bool {
 fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let gate = gated_job(&jobs, "Slow", 0);
+    let gate = jobs.gated("Slow", 0);
     let id = enqueue(&redis, &["mail", "Slow", "7", "welcome", "--track"]);
     assert_eq!(id.len(), 32);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -64,7 +40,9 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
     let mut child = worker(&redis, &jobs, "high,mail", "0.05").spawn().unwrap();
     let pid = child.id();
     let worker_id = format!("{}:{pid}:high,mail", hostname());
-    wait_until("the job starts", || started_pid(&jobs, "Slow").is_some());
+    wait_until("the job starts", || {
+        jobs.job_pids("Slow").first().copied().is_some()
+    });
 
     // Registration (protocol 9 items 4-6).
     assert_eq!(redis.members("resque:workers"), vec![worker_id.clone()]);
@@ -95,7 +73,7 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
     assert_eq!(running["status"], 2);
     assert_eq!(running["started"], waiting["started"]);
     assert_eq!(running["result"], Value::Null);
-    let job_pid = started_pid(&jobs, "Slow").unwrap();
+    let job_pid = jobs.job_pids("Slow").first().copied().unwrap();
     wait_until("the pid key is set", || {
         redis.get(&format!("resque:job:{id}:pid")) == Some(job_pid.to_string())
     });
@@ -137,7 +115,7 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
 fn tracked_failure_goes_1_2_3_with_ttl_and_cli_status_reads_it() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let gate = gated_job(&jobs, "Bad", 1);
+    let gate = jobs.gated("Bad", 1);
     let id = enqueue(&redis, &["q", "Bad", "--track"]);
     let status = |redis: &RedisServer| {
         let out = run({
@@ -154,7 +132,9 @@ fn tracked_failure_goes_1_2_3_with_ttl_and_cli_status_reads_it() {
     assert_eq!(code, Some(0));
     assert!(text.starts_with("waiting (updated "), "{text}");
     let mut child = worker(&redis, &jobs, "q", "0").spawn().unwrap();
-    wait_until("the job starts", || started_pid(&jobs, "Bad").is_some());
+    wait_until("the job starts", || {
+        jobs.job_pids("Bad").first().copied().is_some()
+    });
     let (code, text) = status(&redis);
     assert_eq!(code, Some(0));
     assert!(text.starts_with("running (updated "), "{text}");
@@ -350,10 +330,12 @@ fn startup_prunes_dead_workers_of_this_host_and_files_their_jobs() {
 fn term_during_a_job_kills_it_records_a_dirty_exit_and_unregisters() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let _gate = gated_job(&jobs, "Forever", 0);
+    let _gate = jobs.gated("Forever", 0);
     redis.push("q", r#"{"class":"Forever","args":[]}"#);
     let mut child = worker(&redis, &jobs, "q", "5").spawn().unwrap();
-    wait_until("the job starts", || started_pid(&jobs, "Forever").is_some());
+    wait_until("the job starts", || {
+        jobs.job_pids("Forever").first().copied().is_some()
+    });
     signal(child.id(), libc::SIGTERM);
     assert!(wait_exit(&mut child).success());
     let f = &redis.failures()[0];
@@ -361,19 +343,21 @@ fn term_during_a_job_kills_it_records_a_dirty_exit_and_unregisters() {
     assert!(f["error"].as_str().unwrap().ends_with("SIGKILL (signal 9)"));
     assert_eq!(redis.int("resque:stat:processed"), 1);
     assert!(redis.members("resque:workers").is_empty());
-    let job_pid = started_pid(&jobs, "Forever").unwrap();
-    assert!(!resque_fork::prune::pid_alive(job_pid));
+    let job_pid = jobs.job_pids("Forever").first().copied().unwrap();
+    assert!(!alive(job_pid));
 }
 
 #[test]
 fn quit_during_a_job_lets_it_finish() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let gate = gated_job(&jobs, "Slow", 0);
+    let gate = jobs.gated("Slow", 0);
     redis.push("q", r#"{"class":"Slow","args":[]}"#);
     redis.push("q", r#"{"class":"Slow","args":[]}"#);
     let mut child = worker(&redis, &jobs, "q", "5").spawn().unwrap();
-    wait_until("the job starts", || started_pid(&jobs, "Slow").is_some());
+    wait_until("the job starts", || {
+        jobs.job_pids("Slow").first().copied().is_some()
+    });
     signal(child.id(), libc::SIGQUIT);
     std::fs::write(&gate, "").unwrap();
     assert!(wait_exit(&mut child).success());
@@ -404,13 +388,15 @@ fn custom_prefix_follows_the_php_rule() {
 fn heartbeat_is_refreshed_while_a_long_job_runs() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let gate = gated_job(&jobs, "Long", 0);
+    let gate = jobs.gated("Long", 0);
     redis.push("q", r#"{"class":"Long","args":[]}"#);
     let mut cmd = worker(&redis, &jobs, "q", "5");
     cmd.env("HEARTBEAT_INTERVAL", "0.2");
     let mut child = cmd.spawn().unwrap();
     let id = format!("{}:{}:q", hostname(), child.id());
-    wait_until("the job starts", || started_pid(&jobs, "Long").is_some());
+    wait_until("the job starts", || {
+        jobs.job_pids("Long").first().copied().is_some()
+    });
     let beat = |redis: &RedisServer| -> Option<String> {
         redis.conn().hget("resque:workers:heartbeat", &id).unwrap()
     };

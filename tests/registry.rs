@@ -7,21 +7,6 @@ use common::*;
 use serde_json::json;
 use std::process::Command;
 
-fn example_worker() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("examples").join("worker"))
-        .unwrap();
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --examples`",
-        path.display()
-    );
-    path
-}
-
 fn drain_example(redis: &RedisServer, jobs: &JobsDir, outbox: &std::path::Path) {
     let out = run({
         let mut c = Command::new(example_worker());

@@ -268,6 +268,32 @@ impl JobsDir {
         self.dir.path().join(name)
     }
 
+    /// A job that appends its pid to `<class>.pids`, then waits for the
+    /// returned gate file to exist and exits with `exit`: the test looks at
+    /// Redis while it runs, and lets it finish by creating the gate.
+    pub fn gated(&self, class: &str, exit: i32) -> PathBuf {
+        let gate = self.scratch(&format!("{class}.gate"));
+        let pids = self.scratch(&format!("{class}.pids"));
+        self.add(
+            class,
+            &format!(
+                "echo $$ >> {p}; while [ ! -e {g} ]; do sleep 0.01; done; exit {exit}",
+                p = pids.display(),
+                g = gate.display()
+            ),
+        );
+        gate
+    }
+
+    /// The pids of the runs of a [`JobsDir::gated`] job so far.
+    pub fn job_pids(&self, class: &str) -> Vec<u32> {
+        std::fs::read_to_string(self.scratch(&format!("{class}.pids")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
     /// Writes an executable job program.
     pub fn add(&self, class: &str, script: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
@@ -431,4 +457,20 @@ pub fn logged(path: &Path, needle: &str) -> usize {
         .lines()
         .filter(|l| l.contains(needle))
         .count()
+}
+
+/// examples/worker.rs, built by `cargo test` (a user's own worker binary).
+pub fn example_worker() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("worker"))
+        .expect("target dir");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --examples`",
+        path.display()
+    );
+    path
 }
