@@ -20,6 +20,37 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// php-resque expires finished status records after a day.
 pub const STATUS_TTL_SECS: u64 = 86_400;
 
+/// Queues to reserve from, in priority order, with their key names and
+/// JSON-quoted names prepared once: a reserve runs per job, while the list
+/// changes rarely.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSet {
+    names: Vec<String>,
+    keys: Vec<String>,
+    quoted: Vec<String>,
+}
+
+impl QueueSet {
+    /// Prepares `names` under `keys`' prefix.
+    pub fn new(keys: &Keys, names: Vec<String>) -> QueueSet {
+        QueueSet {
+            keys: names.iter().map(|n| keys.queue(n)).collect(),
+            quoted: names.iter().map(|n| json_string(n)).collect(),
+            names,
+        }
+    }
+
+    /// The queue names, in priority order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// True when there is no queue to take from.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 /// The outcome of one reserve attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reserved {
@@ -70,6 +101,19 @@ pub struct Store {
     conn: Option<Connection>,
     keys: Keys,
     scripts: Scripts,
+    /// Replies to commands sent without waiting (see `set_job_pid`), read
+    /// before the next command.
+    pending_replies: usize,
+    traffic: Traffic,
+}
+
+/// What a store has sent, for the worker's exit log and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Times the store waited for Redis to answer.
+    pub round_trips: u64,
+    /// Commands sent (a script call is one).
+    pub commands: u64,
 }
 
 impl Store {
@@ -88,6 +132,8 @@ impl Store {
         let store = Store {
             client,
             conn: None,
+            pending_replies: 0,
+            traffic: Traffic::default(),
             keys,
             scripts: Scripts {
                 reserve: Script::new(&format!("{STATUS_LUA}\n{}", include_str!("lua/reserve.lua"))),
@@ -135,7 +181,19 @@ impl Store {
         let Some(conn) = self.conn.as_mut() else {
             unreachable!("connection set above")
         };
-        f(conn, &self.keys, &self.scripts).map_err(|e| {
+        self.traffic.round_trips += 1;
+        self.traffic.commands += 1;
+        let pending = std::mem::take(&mut self.pending_replies);
+        // A server error in a deferred reply (a pid key of the wrong type,
+        // say) belongs to that command, not to this one: only a broken
+        // connection stops here.
+        let result = (0..pending)
+            .try_for_each(|_| match conn.recv_response() {
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => Err(e),
+                _ => Ok(()),
+            })
+            .and_then(|()| f(conn, &self.keys, &self.scripts));
+        result.map_err(|e| {
             let err = Error::redis(action(), e);
             if err.is_connection() {
                 self.conn = None;
@@ -147,6 +205,12 @@ impl Store {
     /// Drops the connection; the next command reconnects.
     pub fn disconnect(&mut self) {
         self.conn = None;
+        self.pending_replies = 0;
+    }
+
+    /// What this store has sent so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
     }
 
     /// Checks that Redis answers.
@@ -224,7 +288,7 @@ impl Store {
         &mut self,
         worker_id: &str,
         worker_name: &str,
-        queues: &[String],
+        queues: &QueueSet,
         run_at: &str,
         now: i64,
         honour_pause: bool,
@@ -234,16 +298,16 @@ impl Store {
             |c, k, s| {
                 let mut inv = s.reserve.prepare_invoke();
                 inv.key(k.worker(worker_id)).key(k.pause_all());
-                for q in queues {
-                    inv.key(k.queue(q));
+                for key in &queues.keys {
+                    inv.key(key);
                 }
                 inv.arg(json_string(run_at))
                     .arg(json_string(worker_name))
                     .arg(k.prefix())
                     .arg(now)
                     .arg(if honour_pause { "1" } else { "0" });
-                for q in queues {
-                    inv.arg(json_string(q));
+                for quoted in &queues.quoted {
+                    inv.arg(quoted);
                 }
                 inv.invoke(c)
             },
@@ -251,17 +315,34 @@ impl Store {
         parse_reserve_reply(reply)
     }
 
-    /// Sets php-resque's `job:ID:pid` key while a job's process runs.
+    /// Sets php-resque's `job:ID:pid` key while a job's process runs. The
+    /// command is sent without waiting: its reply is read before the next
+    /// command (the record step), so it costs no round trip of its own.
     pub fn set_job_pid(&mut self, job_id: &str, pid: i32) -> Result<()> {
-        self.with_conn(
-            || format!("setting the pid key of job {job_id}"),
-            |c, k, _| {
-                redis::cmd("SET")
-                    .arg(k.job_pid(job_id))
-                    .arg(pid)
-                    .query::<()>(c)
-            },
-        )
+        let _blocked = crate::signals::Blocked::new();
+        let Some(conn) = self.conn.as_mut() else {
+            // No connection: the record step will reconnect; the key is
+            // informational, so it is simply not written.
+            return Ok(());
+        };
+        let packed = redis::cmd("SET")
+            .arg(self.keys.job_pid(job_id))
+            .arg(pid)
+            .get_packed_command();
+        self.traffic.commands += 1;
+        match conn.send_packed_command(&packed) {
+            Ok(()) => {
+                self.pending_replies += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.disconnect();
+                Err(Error::redis(
+                    format!("setting the pid key of job {job_id}"),
+                    e,
+                ))
+            }
+        }
     }
 
     /// Records a finished job in one atomic step; see `lua/record.lua`.

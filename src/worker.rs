@@ -17,7 +17,7 @@ use crate::payload::{exceptions, failure_record, Failure, Job, WorkerRecord};
 use crate::proctitle;
 use crate::prune;
 use crate::signals::{self, SignalPipe, HANDLED};
-use crate::store::{best_effort_status_key, Outcome, Reserved, Store, Unregistered};
+use crate::store::{best_effort_status_key, Outcome, QueueSet, Reserved, Store, Unregistered};
 use crate::timefmt;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -101,6 +101,10 @@ pub struct Worker<'r> {
     job_deadline: Option<Instant>,
     timed_out: bool,
     outage: Outage,
+    /// Jobs taken so far, for the exit log.
+    jobs_done: u64,
+    /// The queues to reserve from, and when a dynamic list was last read.
+    queues: Option<(QueueSet, Instant)>,
 }
 
 /// This host's name as Resque writes it in worker ids (the uname nodename),
@@ -148,6 +152,8 @@ impl<'r> Worker<'r> {
             job_deadline: None,
             timed_out: false,
             outage: Outage::default(),
+            jobs_done: 0,
+            queues: None,
         })
     }
 
@@ -252,58 +258,86 @@ impl<'r> Worker<'r> {
         }
     }
 
-    fn queue_list(&mut self) -> Result<Vec<String>> {
-        let spec = &self.settings.queues;
-        if spec.is_dynamic() {
-            let known = self.store.queue_names()?;
-            Ok(self.settings.queues.resolve(&known))
-        } else {
-            Ok(spec.names().to_vec())
+    /// The queues to reserve from. A static list is prepared once; a
+    /// dynamic one (`*`, globs, skips) is re-read from `queues` at most once
+    /// per INTERVAL (so a new queue is seen within one INTERVAL), or at once
+    /// when `stale` is set. Returns whether it was read just now.
+    fn queue_set(&mut self, stale: bool) -> Result<(QueueSet, bool)> {
+        let refresh = self.settings.interval.max(Duration::from_millis(100));
+        let dynamic = self.settings.queues.is_dynamic();
+        if let Some((set, read_at)) = &self.queues {
+            if !dynamic {
+                // Nothing to re-read: the list is as fresh as it gets.
+                return Ok((set.clone(), true));
+            }
+            if !stale && read_at.elapsed() < refresh {
+                return Ok((set.clone(), false));
+            }
         }
+        let names = if dynamic {
+            let known = self.store.queue_names()?;
+            self.settings.queues.resolve(&known)
+        } else {
+            self.settings.queues.names().to_vec()
+        };
+        let set = QueueSet::new(self.store.keys(), names);
+        self.queues = Some((set.clone(), Instant::now()));
+        Ok((set, true))
     }
 
     fn reserve_and_run(&mut self) -> Result<Turn> {
-        let queues = self.queue_list()?;
-        if queues.is_empty() {
-            return Ok(Turn::Idle);
-        }
-        let now = timefmt::now_epoch();
-        let reserved = self.store.reserve(
-            &self.id,
-            &self.name,
-            &queues,
-            &timefmt::iso8601_z(now),
-            now,
-            true,
-        )?;
-        match reserved {
-            Reserved::Empty | Reserved::Paused => Ok(Turn::Idle),
-            Reserved::Job {
-                queue_index,
-                payload,
-                in_flight,
-            } => {
-                let queue = queues.get(queue_index).cloned().unwrap_or_default();
-                self.process(&queue, payload, &in_flight);
-                Ok(Turn::Worked)
+        let (mut queues, mut fresh) = self.queue_set(false)?;
+        loop {
+            if queues.is_empty() && fresh {
+                return Ok(Turn::Idle);
             }
-            Reserved::Held { in_flight } => {
-                let text = String::from_utf8_lossy(&in_flight).into_owned();
-                let (queue, payload) = match WorkerRecord::parse(&text) {
-                    Some(r) => (r.queue.clone(), r.payload.get().as_bytes().to_vec()),
-                    None => (String::new(), in_flight.clone()),
-                };
-                log::warn!(
-                    "resuming a job reserved from {queue} whose reply Redis never delivered"
-                );
-                self.process(&queue, payload, &in_flight);
-                Ok(Turn::Worked)
+            let now = timefmt::now_epoch();
+            let reserved = if queues.is_empty() {
+                Reserved::Empty
+            } else {
+                self.store.reserve(
+                    &self.id,
+                    &self.name,
+                    &queues,
+                    &timefmt::iso8601_z(now),
+                    now,
+                    true,
+                )?
+            };
+            match reserved {
+                Reserved::Empty if !fresh => {
+                    // Before going idle, make sure no queue appeared meanwhile.
+                    (queues, fresh) = self.queue_set(true)?;
+                }
+                Reserved::Empty | Reserved::Paused => return Ok(Turn::Idle),
+                Reserved::Job {
+                    queue_index,
+                    payload,
+                    in_flight,
+                } => {
+                    let queue = queues.names().get(queue_index).cloned().unwrap_or_default();
+                    self.process(&queue, payload, &in_flight);
+                    return Ok(Turn::Worked);
+                }
+                Reserved::Held { in_flight } => {
+                    let text = String::from_utf8_lossy(&in_flight).into_owned();
+                    let (queue, payload) = match WorkerRecord::parse(&text) {
+                        Some(r) => (r.queue.clone(), r.payload.get().as_bytes().to_vec()),
+                        None => (String::new(), in_flight.clone()),
+                    };
+                    log::warn!(
+                        "resuming a job reserved from {queue} whose reply Redis never delivered"
+                    );
+                    self.process(&queue, payload, &in_flight);
+                    return Ok(Turn::Worked);
+                }
             }
         }
     }
 
     /// Runs (or refuses) one reserved job and records its outcome.
     fn process(&mut self, queue: &str, payload: Vec<u8>, in_flight: &[u8]) {
+        self.jobs_done += 1;
         let text = String::from_utf8(payload)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let started = Instant::now();
@@ -677,7 +711,14 @@ impl<'r> Worker<'r> {
                 .unregister(&self.id, &failure, requeue, timefmt::now_epoch())
             {
                 Ok(job) => {
-                    log::info!("worker {} unregistered", self.id);
+                    let t = self.store.traffic();
+                    log::info!(
+                        "worker {} unregistered after {} jobs (Redis: {} round trips, {} commands)",
+                        self.id,
+                        self.jobs_done,
+                        t.round_trips,
+                        t.commands
+                    );
                     self.orphan_hooks(std::iter::once(&job));
                     return;
                 }

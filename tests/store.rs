@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use resque_fork::store::{Outcome, Reserved, Store};
+use resque_fork::store::{Outcome, QueueSet, Reserved, Store};
 use resque_fork::Keys;
 
 fn store(redis: &RedisServer) -> Store {
@@ -17,7 +17,7 @@ fn a_retried_reserve_resumes_the_held_job_instead_of_taking_another() {
     redis.push("q", r#"{"class":"A","args":[1]}"#);
     redis.push("q", r#"{"class":"B","args":[2]}"#);
     let mut s = store(&redis);
-    let queues = vec!["q".to_string()];
+    let queues = QueueSet::new(s.keys(), vec!["q".to_string()]);
     let first = s
         .reserve("h:1:q", "h:1", &queues, "2024-01-15T10:30:00Z", 1, true)
         .unwrap();
@@ -50,7 +50,7 @@ fn a_retried_record_counts_once() {
         .reserve(
             "h:1:q",
             "h:1",
-            &["q".to_string()],
+            &QueueSet::new(&Keys::default(), vec!["q".to_string()]),
             "2024-01-15T10:30:00Z",
             1,
             true,
@@ -84,7 +84,7 @@ fn a_malformed_payload_is_stored_as_valid_json_in_flight() {
         .reserve(
             "h:1:q",
             "h:1",
-            &["q".to_string()],
+            &QueueSet::new(&Keys::default(), vec!["q".to_string()]),
             "2024-01-15T10:30:00Z",
             1,
             true,

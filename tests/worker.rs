@@ -339,3 +339,45 @@ fn rediss_urls_work_for_enqueue_and_workers() {
     assert!(out.exists());
     assert_eq!(redis.int("resque:stat:processed"), 1);
 }
+
+#[test]
+fn the_cached_star_list_sees_new_queues_while_busy_and_forgets_dropped_ones() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.scratch("order");
+    jobs.add(
+        "Log",
+        &format!("cat >> {l}; echo >> {l}; sleep 0.05", l = log.display()),
+    );
+    for i in 0..40 {
+        redis.push("b", &format!(r#"{{"class":"Log","args":["b{i}"]}}"#));
+    }
+    let mut child = worker(&redis, &jobs, "*", "0.2").spawn().unwrap();
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    wait_until("the worker is busy with b", || lines().len() >= 2);
+    // A new queue, first in '*' order, appears while the worker is busy.
+    redis.push("a", r#"{"class":"Log","args":["a0"]}"#);
+    wait_until("the job on the new queue runs", || {
+        lines().contains(&r#"["a0"]"#.to_string())
+    });
+    let seen_at = lines().iter().position(|l| l == r#"["a0"]"#).unwrap();
+    assert!(seen_at < 40, "seen while b still had jobs: {seen_at}");
+    // A dropped queue is simply no longer polled.
+    let _: () = redis::cmd("SREM")
+        .arg("resque:queues")
+        .arg("a")
+        .query(&mut redis.conn())
+        .unwrap();
+    redis.push("c", r#"{"class":"Log","args":["c0"]}"#);
+    wait_until("jobs keep running after a queue is dropped", || {
+        lines().contains(&r#"["c0"]"#.to_string())
+    });
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
