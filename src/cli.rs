@@ -150,8 +150,12 @@ enum Command {
         /// Arguments: each parsed as JSON, or taken as a string when it is not JSON
         args: Vec<String>,
         /// Track the job's status (php-resque's status key), readable with `status`
-        #[arg(long)]
+        #[arg(long, conflicts_with = "stdin")]
         track: bool,
+        /// Enqueue one job per line of standard input, each line a JSON array of
+        /// args (or one JSON value, taken as the only arg); pipelined
+        #[arg(long, conflicts_with = "args")]
+        stdin: bool,
     },
     /// Show the status of a job enqueued with --track
     Status {
@@ -378,6 +382,32 @@ fn forget_empty_env_vars() {
     }
 }
 
+/// Reads `enqueue --stdin` lines: a JSON array is the args, kept byte for
+/// byte; any other JSON value is the only arg; blank lines are skipped.
+/// Nothing is enqueued unless every line parses.
+fn read_arg_lines(input: impl std::io::BufRead) -> Result<Vec<String>> {
+    let mut all = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| Error::io("reading standard input", e))?;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(text) {
+            return Err(Error::Config(format!(
+                "standard input line {}: not JSON ({e}); nothing was enqueued",
+                n + 1
+            )));
+        }
+        all.push(if text.starts_with('[') {
+            text.to_string()
+        } else {
+            format!("[{text}]")
+        });
+    }
+    Ok(all)
+}
+
 /// Parses an `enqueue` argument: JSON when it parses, else a string.
 fn parse_arg(arg: &str) -> serde_json::Value {
     serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.to_string()))
@@ -407,8 +437,24 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
         Some(Command::Enqueue {
             queue,
             class,
+            stdin: true,
+            ..
+        }) => {
+            let args = read_arg_lines(std::io::stdin().lock())?;
+            let mut store = cli.redis.store()?;
+            let ids = producer::enqueue_many(&mut store, queue, class, &args)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for id in ids {
+                writeln!(out, "{id}").map_err(|e| Error::io("writing job ids", e))?;
+            }
+            Ok(())
+        }
+        Some(Command::Enqueue {
+            queue,
+            class,
             args,
             track,
+            ..
         }) => {
             let args: Vec<_> = args.iter().map(|a| parse_arg(a)).collect();
             let mut store = cli.redis.store()?;

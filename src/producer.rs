@@ -13,11 +13,60 @@ use std::sync::Mutex;
 
 /// A new random 32-hex-digit job id, as php-resque makes them.
 pub fn new_job_id() -> Result<String> {
-    let mut bytes = [0u8; 16];
+    Ok(new_job_ids(1)?.remove(0))
+}
+
+/// `n` new job ids, from one read of the system's random source.
+pub fn new_job_ids(n: usize) -> Result<Vec<String>> {
+    let mut bytes = vec![0u8; 16 * n];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::io("reading /dev/urandom for a job id", e))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        .map_err(|e| Error::io("reading /dev/urandom for job ids", e))?;
+    Ok(bytes
+        .chunks(16)
+        .map(|id| id.iter().map(|b| format!("{b:02x}")).collect())
+        .collect())
+}
+
+fn check_names(queue: &str, class: &str) -> Result<()> {
+    if queue.is_empty() || queue.contains(':') {
+        return Err(Error::Config(format!(
+            "invalid queue name {queue:?}: it must be non-empty and contain no ':'"
+        )));
+    }
+    if class.is_empty() {
+        return Err(Error::Config("the job class must not be empty".into()));
+    }
+    Ok(())
+}
+
+fn now_fraction() -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    (now * 10_000.0).round() / 10_000.0
+}
+
+/// Enqueues many jobs of one class, pipelined (one round trip per thousand);
+/// each of `args_json` is the text of one job's args array, written as is.
+/// Returns the ids in order.
+pub fn enqueue_many(
+    store: &mut Store,
+    queue: &str,
+    class: &str,
+    args_json: &[String],
+) -> Result<Vec<String>> {
+    check_names(queue, class)?;
+    let ids = new_job_ids(args_json.len())?;
+    let now = now_fraction();
+    let payloads: Vec<String> = args_json
+        .iter()
+        .zip(&ids)
+        .map(|(a, id)| payload_text_raw(class, a, id, now))
+        .collect();
+    store.enqueue_many(queue, &payloads)?;
+    Ok(ids)
 }
 
 /// The payload text resque-fork enqueues: `class`, `args`, `id` and
@@ -29,10 +78,14 @@ pub fn new_job_id() -> Result<String> {
 /// assert_eq!(p, r#"{"class":"Mailer","args":[7,"welcome"],"id":"ab12","queue_time":1705314600.5}"#);
 /// ```
 pub fn payload_text(class: &str, args: &[Value], id: &str, queue_time: f64) -> String {
+    payload_text_raw(class, &Value::Array(args.to_vec()).to_string(), id, queue_time)
+}
+
+/// [`payload_text`] around args already encoded as a JSON array's text.
+pub fn payload_text_raw(class: &str, args_json: &str, id: &str, queue_time: f64) -> String {
     format!(
-        "{{\"class\":{},\"args\":{},\"id\":{},\"queue_time\":{}}}",
+        "{{\"class\":{},\"args\":{args_json},\"id\":{},\"queue_time\":{}}}",
         Value::from(class),
-        Value::Array(args.to_vec()),
         Value::from(id),
         Value::from(queue_time)
     )
@@ -47,20 +100,10 @@ pub fn enqueue(
     args: &[Value],
     track: bool,
 ) -> Result<String> {
-    if queue.is_empty() || queue.contains(':') {
-        return Err(Error::Config(format!(
-            "invalid queue name {queue:?}: it must be non-empty and contain no ':'"
-        )));
-    }
-    if class.is_empty() {
-        return Err(Error::Config("the job class must not be empty".into()));
-    }
+    check_names(queue, class)?;
     let id = new_job_id()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let payload = payload_text(class, args, &id, (now * 10_000.0).round() / 10_000.0);
+    let now = now_fraction();
+    let payload = payload_text(class, args, &id, now);
     let status = track.then(|| {
         let record = StatusRecord::waiting(now as i64);
         (

@@ -533,6 +533,26 @@ impl Store {
         )
     }
 
+    /// Pushes many payloads to the tail of a queue, in order, a thousand per
+    /// round trip (each batch one `MULTI`).
+    pub fn enqueue_many(&mut self, queue: &str, payloads: &[String]) -> Result<()> {
+        for batch in payloads.chunks(1000) {
+            self.with_conn(
+                || format!("enqueueing to queue {queue}"),
+                |c, k, _| {
+                    redis::pipe()
+                        .atomic()
+                        .sadd(k.queues(), queue)
+                        .ignore()
+                        .rpush(k.queue(queue), batch)
+                        .ignore()
+                        .query::<()>(c)
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     /// Reads a raw string key (status records).
     pub fn get(&mut self, key: &str) -> Result<Option<String>> {
         self.with_conn(

@@ -478,3 +478,71 @@ fn pidfile_holds_the_worker_pid_while_it_runs() {
     assert!(wait_exit(&mut child).success());
     assert!(!pidfile.exists());
 }
+
+#[test]
+fn bulk_enqueue_writes_exactly_the_payloads_given_in_order() {
+    let redis = RedisServer::start();
+    let mut lines: String = (0..2500)
+        .map(|i| format!("[{i},\"x\",{{\"n\":1.50}}]\n"))
+        .collect();
+    lines.push_str("\n\"single\"\n");
+    let out = {
+        use std::io::Write;
+        let mut cmd = command(&redis);
+        cmd.args(["enqueue", "bulk", "Job", "--stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        wait_output(child)
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(ids.len(), 2501);
+    let queued = redis.list("resque:queue:bulk");
+    assert_eq!(queued.len(), 2501);
+    for (i, (payload, id)) in queued.iter().zip(&ids).enumerate().take(2500) {
+        let prefix =
+            format!(r#"{{"class":"Job","args":[{i},"x",{{"n":1.50}}],"id":"{id}","queue_time":"#);
+        assert!(payload.starts_with(&prefix), "{payload}");
+    }
+    let last: Value = serde_json::from_str(&queued[2500]).unwrap();
+    assert_eq!(last["args"], serde_json::json!(["single"]));
+    assert_eq!(redis.members("resque:queues"), ["bulk"]);
+
+    // One bad line: nothing is enqueued.
+    let mut cmd = command(&redis);
+    cmd.args(["enqueue", "other", "Job", "--stdin"])
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"[1]\nnot json\n")
+            .unwrap();
+    }
+    let out = wait_output(child);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(redis.llen("resque:queue:other"), 0);
+}

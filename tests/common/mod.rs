@@ -335,10 +335,27 @@ pub fn run(mut cmd: Command) -> Output {
     wait_output(child)
 }
 
-/// Waits for a spawned child within the deadline and collects its output.
+/// Waits for a spawned child within the deadline and collects its output,
+/// reading its pipes meanwhile so a chatty child never blocks on them.
 pub fn wait_output(mut child: Child) -> Output {
-    wait_exit(&mut child);
-    child.wait_with_output().expect("output")
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = wait_exit(&mut child);
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
 }
 
 /// Waits for a child to exit within the deadline.
