@@ -133,6 +133,10 @@ struct WorkArgs {
     #[arg(long, env = "PRUNE_INTERVAL", default_value = "60", value_name = "SECONDS",
           value_parser = parse_positive)]
     prune_interval: std::time::Duration,
+    /// Wake the moment a job arrives instead of polling every INTERVAL (atomic reserve kept; INTERVAL then only paces re-reading '*')
+    #[arg(long, env = "BLOCKING", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    blocking: bool,
     /// Seconds to wait for an unreachable Redis at startup before exiting 1; 0 = exit at once
     #[arg(long, env = "REDIS_STARTUP_TIMEOUT", default_value = "30", value_name = "SECONDS",
           value_parser = config::parse_interval)]
@@ -336,6 +340,7 @@ impl WorkArgs {
             },
             prune_interval: self.prune_interval,
             redis_startup_timeout: self.redis_startup_timeout,
+            blocking: self.blocking,
             limits: config::JobLimits {
                 timeout: self.job_timeout,
                 memory_bytes: self.job_memory_limit,

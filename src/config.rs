@@ -124,6 +124,8 @@ pub struct WorkerSettings {
     pub redis_startup_timeout: Duration,
     /// Limits on each job process.
     pub limits: JobLimits,
+    /// Wait for jobs with blocking doorbells instead of polling every INTERVAL.
+    pub blocking: bool,
 }
 
 /// Limits on each job process.

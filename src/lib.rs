@@ -109,6 +109,8 @@ pub mod child;
 #[doc(hidden)]
 pub mod config;
 #[doc(hidden)]
+pub mod doorbell;
+#[doc(hidden)]
 pub mod ops;
 #[doc(hidden)]
 pub mod proctitle;

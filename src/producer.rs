@@ -78,7 +78,12 @@ pub fn enqueue_many(
 /// assert_eq!(p, r#"{"class":"Mailer","args":[7,"welcome"],"id":"ab12","queue_time":1705314600.5}"#);
 /// ```
 pub fn payload_text(class: &str, args: &[Value], id: &str, queue_time: f64) -> String {
-    payload_text_raw(class, &Value::Array(args.to_vec()).to_string(), id, queue_time)
+    payload_text_raw(
+        class,
+        &Value::Array(args.to_vec()).to_string(),
+        id,
+        queue_time,
+    )
 }
 
 /// [`payload_text`] around args already encoded as a JSON array's text.

@@ -45,6 +45,11 @@ impl QueueSet {
         &self.names
     }
 
+    /// Their keys, in the same order.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
     /// True when there is no queue to take from.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
@@ -206,6 +211,11 @@ impl Store {
     pub fn disconnect(&mut self) {
         self.conn = None;
         self.pending_replies = 0;
+    }
+
+    /// Where this store connects.
+    pub fn connection_info(&self) -> &redis::ConnectionInfo {
+        self.client.get_connection_info()
     }
 
     /// What this store has sent so far.

@@ -9,6 +9,7 @@
 
 use crate::child::{self, JobProcess};
 use crate::config::{RedisSettings, WorkerSettings};
+use crate::doorbell::{self, Doorbells};
 use crate::error::{Error, Result};
 use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
@@ -105,6 +106,8 @@ pub struct Worker<'r> {
     jobs_done: u64,
     /// The queues to reserve from, and when a dynamic list was last read.
     queues: Option<(QueueSet, Instant)>,
+    /// BLOCKING mode's wait.
+    doorbells: Option<Doorbells>,
 }
 
 /// This host's name as Resque writes it in worker ids (the uname nodename),
@@ -135,7 +138,17 @@ impl<'r> Worker<'r> {
         let signals =
             SignalPipe::install(HANDLED).map_err(|e| Error::io("installing signal handlers", e))?;
         let now = Instant::now();
+        let doorbells = if settings.blocking {
+            let bells = Doorbells::new(store.connection_info());
+            if bells.is_none() {
+                log::warn!("BLOCKING is not available over TLS: polling every INTERVAL instead");
+            }
+            bells
+        } else {
+            None
+        };
         Ok(Worker {
+            doorbells,
             id,
             name,
             hostname,
@@ -247,7 +260,7 @@ impl<'r> Worker<'r> {
                     } else {
                         proctitle::set(&format!("Waiting for {}", self.settings.queues.id_part()));
                     }
-                    self.idle(self.settings.interval);
+                    self.wait_for_work(self.settings.interval);
                 }
                 Err(e) => {
                     self.outage.failed(&e);
@@ -344,7 +357,7 @@ impl<'r> Worker<'r> {
         let (failure, status_key, pid_key, label) = match Job::parse(&text, queue) {
             Ok(job) => {
                 let label = job_label(&job);
-                log::info!("{label}: started");
+                log::info!(target: "resque_fork::job", "{label}: started");
                 proctitle::set(&format!(
                     "Processing {queue} since {} [{}]",
                     timefmt::now_epoch(),
@@ -368,8 +381,12 @@ impl<'r> Worker<'r> {
             }
         };
         match &failure {
-            None => log::info!("{label}: done in {:?}", started.elapsed()),
-            Some(f) => log::info!("{label}: failed: {}: {}", f.exception, f.error),
+            None => {
+                log::info!(target: "resque_fork::job", "{label}: done in {:?}", started.elapsed())
+            }
+            Some(f) => {
+                log::info!(target: "resque_fork::job", "{label}: failed: {}: {}", f.exception, f.error)
+            }
         }
         let record = failure
             .as_ref()
@@ -487,6 +504,60 @@ impl<'r> Worker<'r> {
             kill_at: now + self.settings.kill.term_timeout,
             termed: false,
         });
+    }
+
+    /// Waits up to `duration` for a job: with BLOCKING, until a doorbell
+    /// rings (see [`crate::doorbell`]); otherwise by sleeping. Returns early
+    /// when a signal changes what the loop should do.
+    fn wait_for_work(&mut self, duration: Duration) {
+        let keys: Vec<String> = match &self.queues {
+            Some((set, _)) if !self.paused && self.doorbells.is_some() => set.keys().to_vec(),
+            _ => Vec::new(),
+        };
+        if keys.is_empty() || keys.len() > doorbell::MAX_QUEUES {
+            if keys.len() > doorbell::MAX_QUEUES {
+                log::debug!(
+                    "{} queues is more than BLOCKING watches ({}): polling",
+                    keys.len(),
+                    doorbell::MAX_QUEUES
+                );
+            }
+            return self.idle(duration);
+        }
+        let armed = match self.doorbells.as_mut() {
+            Some(bells) => bells.arm(&keys),
+            None => return self.idle(duration),
+        };
+        if let Err(e) = armed {
+            log::debug!("arming the BLOCKING doorbells failed ({e}); polling this time");
+            return self.idle(duration);
+        }
+        let deadline = Instant::now() + duration;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let wait = (deadline - now).min(self.until_deadline());
+            let rang = match self.doorbells.as_mut() {
+                Some(bells) => {
+                    let mut fds = vec![self.signals.fd()];
+                    fds.extend(bells.fds());
+                    signals::wait_readable(&fds, wait);
+                    bells.collect()
+                }
+                None => return,
+            };
+            if rang {
+                return;
+            }
+            let before = (self.stop, self.paused);
+            self.handle_signals(None);
+            if (self.stop, self.paused) != before {
+                return;
+            }
+            self.housekeeping();
+        }
     }
 
     /// Sleeps up to `duration`, returning early when a signal changes what

@@ -381,3 +381,85 @@ fn the_cached_star_list_sees_new_queues_while_busy_and_forgets_dropped_ones() {
     signal(child.id(), libc::SIGQUIT);
     assert!(wait_exit(&mut child).success());
 }
+
+/// A blocking worker for `queues`, started and registered.
+fn blocking_worker(redis: &RedisServer, jobs: &JobsDir, queues: &str) -> std::process::Child {
+    let mut cmd = worker(redis, jobs, queues, "60");
+    cmd.env("BLOCKING", "1");
+    let child = cmd.spawn().unwrap();
+    wait_until("the worker registers", || {
+        redis.members("resque:workers").len() == 1
+    });
+    // Registered means it is about to block: from here on, the doorbells
+    // are what wakes it (INTERVAL is 60 s, past the test deadline).
+    child
+}
+
+#[test]
+fn blocking_wakes_at_once_and_keeps_priority() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.scratch("order");
+    jobs.add(
+        "Log",
+        &format!("cat >> {l}; echo >> {l}", l = log.display()),
+    );
+    let mut child = blocking_worker(&redis, &jobs, "high,low");
+    // Both queues get jobs in one step while the worker is blocked.
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .rpush("resque:queue:low", r#"{"class":"Log","args":["low"]}"#)
+        .rpush("resque:queue:high", r#"{"class":"Log","args":["high"]}"#);
+    let _: () = pipe.query(&mut redis.conn()).unwrap();
+    wait_until("both jobs ran, long before INTERVAL", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2
+    });
+    let order = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(order, "[\"high\"]\n[\"low\"]\n");
+    // Woken again for a later job.
+    redis.push("low", r#"{"class":"Log","args":["again"]}"#);
+    wait_until("a later job runs", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 3
+    });
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn a_blocked_worker_killed_takes_nothing_with_it() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.scratch("order");
+    jobs.add(
+        "Log",
+        &format!("cat >> {l}; echo >> {l}", l = log.display()),
+    );
+    let mut child = blocking_worker(&redis, &jobs, "q");
+    signal(child.id(), libc::SIGKILL);
+    wait_exit(&mut child);
+    let payloads: Vec<String> = (0..3)
+        .map(|i| format!(r#"{{"class":"Log","args":[{i}]}}"#))
+        .collect();
+    for p in &payloads {
+        redis.push("q", p);
+    }
+    assert_eq!(
+        redis.list("resque:queue:q"),
+        payloads,
+        "untouched, in order"
+    );
+    drain(&redis, &jobs, "q");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "[0]\n[1]\n[2]\n");
+    assert!(
+        redis.members("resque:workers").is_empty(),
+        "the dead one was pruned"
+    );
+}

@@ -1,0 +1,573 @@
+//! `make bench`: throughput, Redis traffic, CPU, memory and pickup latency of
+//! resque-fork against its own redis-server. A benchmark, not a test: it
+//! asserts nothing and prints one table (and the same figures as JSON in
+//! target/bench.json). BENCH_SCALE=0.1 makes a quick, rough run.
+//!
+//! The same binary is the worker under test: started with BENCH_WORKER=1 it
+//! is a worker whose registry has a no-op Rust job (`Noop`) and a job that
+//! writes the time it started (`Stamp`); `NoopExec` runs /bin/true through
+//! the exec handler.
+
+use redis::Commands;
+use resque_fork::{cli, Registry};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::var_os("BENCH_WORKER").is_some() {
+        let registry = Registry::new()
+            .register("Noop", |_| Ok(()))
+            .register("Stamp", |job| {
+                let started = now_ns();
+                let path = job.args()[0].as_str().unwrap_or("/dev/null").to_string();
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)?;
+                writeln!(f, "{started}")?;
+                Ok(())
+            });
+        std::process::exit(cli::run(registry));
+    }
+    Bench::new().run();
+}
+
+struct Redis {
+    child: Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sock = dir.path().join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (make bench installs it)");
+        let url = format!("unix://{}", sock.display());
+        let r = Redis {
+            child,
+            _dir: dir,
+            url,
+        };
+        for _ in 0..500 {
+            if r.try_conn().is_some() {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn try_conn(&self) -> Option<redis::Connection> {
+        let mut c = redis::Client::open(self.url.as_str())
+            .ok()?
+            .get_connection()
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut c).ok()?;
+        Some(c)
+    }
+
+    fn conn(&self) -> redis::Connection {
+        self.try_conn().expect("redis connection")
+    }
+
+    fn info(&self, section: &str) -> std::collections::HashMap<String, String> {
+        let text: String = redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.conn())
+            .unwrap();
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect()
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        let i = self.info("cpu");
+        let f = |k: &str| i.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        f("used_cpu_user") + f("used_cpu_sys")
+    }
+
+    fn commands(&self) -> u64 {
+        self.info("stats")
+            .get("total_commands_processed")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn processed(&self, c: &mut redis::Connection) -> u64 {
+        c.get::<_, Option<u64>>("resque:stat:processed")
+            .unwrap()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What /proc says of one process.
+#[derive(Default, Clone, Copy)]
+struct ProcStats {
+    hwm_kb: u64,
+    rss_kb: u64,
+    self_ticks: u64,
+    child_ticks: u64,
+}
+
+fn proc_stats(pid: u32) -> ProcStats {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let get = |i: usize| fields.get(i).copied().unwrap_or(0);
+    ProcStats {
+        hwm_kb: kb("VmHWM:"),
+        rss_kb: kb("VmRSS:"),
+        // utime, stime, cutime, cstime are fields 14-17 (indexes 11-14 here).
+        self_ticks: get(11) + get(12),
+        child_ticks: get(13) + get(14),
+    }
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.split_whitespace().nth(1).map(String::from))
+                })
+                .flatten()
+                .is_some_and(|pp| pp == pid.to_string())
+        })
+        .collect()
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// One throughput run's figures.
+#[derive(Default, Clone)]
+struct Run {
+    jobs_per_s: f64,
+    round_trips_per_job: f64,
+    commands_per_job: f64,
+    server_commands_per_job: f64,
+    redis_cpu_us_per_job: f64,
+    parent_cpu_us_per_job: f64,
+    child_cpu_us_per_job: f64,
+    worker_hwm_kb: u64,
+}
+
+struct Bench {
+    scale: f64,
+    dir: tempfile::TempDir,
+    results: serde_json::Map<String, Value>,
+    table: Vec<(String, String)>,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let scale = std::env::var("BENCH_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1.0);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let jobs = dir.path().join("jobs");
+        std::fs::create_dir(&jobs).unwrap();
+        std::os::unix::fs::symlink("/bin/true", jobs.join("NoopExec")).unwrap();
+        Bench {
+            scale,
+            dir,
+            results: serde_json::Map::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn n(&self, base: usize) -> usize {
+        ((base as f64 * self.scale) as usize).max(100)
+    }
+
+    fn row(&mut self, name: &str, value: String, json: Value) {
+        println!("{name:<58} {value}");
+        self.table.push((name.to_string(), value));
+        self.results.insert(name.to_string(), json);
+    }
+
+    fn pool(
+        &self,
+        redis: &Redis,
+        count: usize,
+        queue: &str,
+        extra: &[(&str, &str)],
+    ) -> (Child, PathBuf) {
+        let log = self.dir.path().join(format!("pool-{}.log", now_ns()));
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BENCH_WORKER", "1")
+            .env("REDIS_URL", &redis.url)
+            .env("QUEUE", queue)
+            .env("INTERVAL", "1")
+            .env("COUNT", count.to_string())
+            .env("JOBS_DIR", self.dir.path().join("jobs"))
+            // The exit line with each worker's Redis traffic, not per-job lines.
+            .env("RUST_LOG", "warn,resque_fork::worker=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        (cmd.spawn().unwrap(), log)
+    }
+
+    fn enqueue(&self, redis: &Redis, queue: &str, class: &str, n: usize) {
+        let mut c = redis.conn();
+        let _: () = c.sadd("resque:queues", queue).unwrap();
+        for start in (0..n).step_by(1000) {
+            let batch: Vec<String> = (start..(start + 1000).min(n))
+                .map(|i| json!({"class": class, "args": [], "id": format!("{i:032x}")}).to_string())
+                .collect();
+            let _: () = c.rpush(format!("resque:queue:{queue}"), batch).unwrap();
+        }
+    }
+
+    fn stop(pool: &mut Child) {
+        unsafe { libc::kill(pool.id() as i32, libc::SIGQUIT) };
+        let _ = pool.wait();
+    }
+
+    /// Runs `n` jobs of `class` through a COUNT=`count` pool.
+    fn throughput(&self, count: usize, class: &str, n: usize, queues: usize) -> Run {
+        let redis = Redis::start();
+        let target = if queues > 1 {
+            format!("q{:03}", queues - 1)
+        } else {
+            "q".into()
+        };
+        if queues > 1 {
+            let mut c = redis.conn();
+            for i in 0..queues - 1 {
+                let _: () = c.sadd("resque:queues", format!("q{i:03}")).unwrap();
+            }
+        }
+        self.enqueue(&redis, &target, class, n);
+        let queue = if queues > 1 { "*" } else { "q" };
+        let mut c = redis.conn();
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+        let cpu0 = redis.cpu_seconds();
+        let t0 = Instant::now();
+        let (mut pool, log) = self.pool(&redis, count, queue, &[]);
+        let mut polls = 0u64;
+        while redis.processed(&mut c) < n as u64 {
+            polls += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let cpu1 = redis.cpu_seconds();
+        let server_commands = redis.commands().saturating_sub(polls + 4);
+        let workers = children(pool.id());
+        let stats: Vec<ProcStats> = workers.iter().map(|w| proc_stats(*w)).collect();
+        let ticks = |f: fn(&ProcStats) -> u64| stats.iter().map(f).sum::<u64>() as f64 / 100.0;
+        Self::stop(&mut pool);
+        let (mut rt, mut cmds) = (0.0, 0.0);
+        for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+            if let Some(rest) = line.split("(Redis: ").nth(1) {
+                let nums: Vec<f64> = rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                rt += nums.first().copied().unwrap_or(0.0);
+                cmds += nums.get(1).copied().unwrap_or(0.0);
+            }
+        }
+        let per = |x: f64| x / n as f64;
+        Run {
+            jobs_per_s: n as f64 / elapsed,
+            round_trips_per_job: per(rt),
+            commands_per_job: per(cmds),
+            server_commands_per_job: per(server_commands as f64),
+            redis_cpu_us_per_job: per((cpu1 - cpu0) * 1e6),
+            parent_cpu_us_per_job: per(ticks(|s| s.self_ticks) * 1e6),
+            child_cpu_us_per_job: per(ticks(|s| s.child_ticks) * 1e6),
+            worker_hwm_kb: stats.iter().map(|s| s.hwm_kb).max().unwrap_or(0),
+        }
+    }
+
+    /// Median of three runs (by throughput).
+    fn median_run(&self, count: usize, class: &str, n: usize, queues: usize) -> Run {
+        let mut runs: Vec<Run> = (0..3)
+            .map(|_| self.throughput(count, class, n, queues))
+            .collect();
+        runs.sort_by(|a, b| a.jobs_per_s.total_cmp(&b.jobs_per_s));
+        runs[1].clone()
+    }
+
+    /// Enqueue → job start, one job at a time, with the worker idle.
+    fn pickup(&self, samples: usize, extra: &[(&str, &str)]) -> (f64, f64, f64) {
+        let redis = Redis::start();
+        let stamps = self.dir.path().join(format!("stamps-{}", now_ns()));
+        let (mut pool, _) = self.pool(&redis, 1, "q", extra);
+        let mut c = redis.conn();
+        while c.scard::<_, u64>("resque:workers").unwrap() == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut lat = Vec::new();
+        for i in 0..samples {
+            // A random phase against the worker's polling.
+            std::thread::sleep(Duration::from_millis(5 + (i as u64 * 37) % 50));
+            let payload =
+                json!({"class": "Stamp", "args": [stamps.display().to_string()]}).to_string();
+            let t0 = now_ns();
+            let _: () = c.rpush("resque:queue:q", payload).unwrap();
+            let seen = loop {
+                let text = std::fs::read_to_string(&stamps).unwrap_or_default();
+                if text.lines().count() > i {
+                    break text
+                        .lines()
+                        .nth(i)
+                        .and_then(|l| l.parse::<u128>().ok())
+                        .unwrap_or(t0);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            };
+            lat.push((seen.saturating_sub(t0)) as f64 / 1e6);
+        }
+        // Idle traffic: commands per second from an idle worker.
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+        let idle = Duration::from_secs(5);
+        std::thread::sleep(idle);
+        let per_s = redis.commands().saturating_sub(2) as f64 / idle.as_secs_f64();
+        Self::stop(&mut pool);
+        (percentile(lat.clone(), 0.5), percentile(lat, 0.99), per_s)
+    }
+
+    fn memory_over(&self, n: usize) -> (u64, u64) {
+        let redis = Redis::start();
+        self.enqueue(&redis, "q", "Noop", n);
+        let (mut pool, _) = self.pool(&redis, 1, "q", &[]);
+        let mut c = redis.conn();
+        let mut early = 0;
+        loop {
+            let done = redis.processed(&mut c);
+            let worker = children(pool.id()).first().copied();
+            if early == 0 && done >= (n / 10) as u64 {
+                early = worker.map(|w| proc_stats(w).rss_kb).unwrap_or(0);
+            }
+            if done >= n as u64 {
+                let late = worker.map(|w| proc_stats(w).rss_kb).unwrap_or(0);
+                Self::stop(&mut pool);
+                return (early, late);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn enqueue_rates(&self) -> (f64, f64) {
+        let redis = Redis::start();
+        let bin = env!("CARGO_BIN_EXE_resque-fork");
+        let calls = self.n(300);
+        let t0 = Instant::now();
+        for i in 0..calls {
+            let ok = Command::new(bin)
+                .env("REDIS_URL", &redis.url)
+                .args(["enqueue", "one", "Job", &i.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        }
+        let single = calls as f64 / t0.elapsed().as_secs_f64();
+        let n = self.n(200_000);
+        let input: String = (0..n).map(|i| format!("[{i},\"x\"]\n")).collect();
+        let t0 = Instant::now();
+        let mut child = Command::new(bin)
+            .env("REDIS_URL", &redis.url)
+            .args(["enqueue", "bulk", "Job", "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        let bulk = n as f64 / t0.elapsed().as_secs_f64();
+        (single, bulk)
+    }
+
+    fn run(mut self) {
+        let load = || {
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let load_before = load();
+        println!(
+            "resque-fork bench: {} cores, load average before: {load_before}, scale {}",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            self.scale
+        );
+        println!("{:<58} value", "figure");
+
+        let mut single_queue_c2 = 0.0;
+        for (class, label, base) in [
+            ("Noop", "library no-op", 30_000),
+            ("NoopExec", "exec no-op", 8_000),
+        ] {
+            for count in [1, 2, 4] {
+                let r = self.median_run(count, class, self.n(base), 1);
+                if class == "Noop" && count == 2 {
+                    single_queue_c2 = r.jobs_per_s;
+                }
+                self.row(
+                    &format!("{label}, COUNT={count}: jobs/s"),
+                    format!("{:.0}", r.jobs_per_s),
+                    json!(r.jobs_per_s),
+                );
+                if count == 2 {
+                    self.row(
+                        &format!("{label}, COUNT=2: round trips / commands per job (client)"),
+                        format!("{:.2} / {:.2}", r.round_trips_per_job, r.commands_per_job),
+                        json!([r.round_trips_per_job, r.commands_per_job]),
+                    );
+                    self.row(
+                        &format!("{label}, COUNT=2: Redis commands per job incl. in scripts"),
+                        format!("{:.1}", r.server_commands_per_job),
+                        json!(r.server_commands_per_job),
+                    );
+                    self.row(
+                        &format!("{label}, COUNT=2: Redis CPU per job (us)"),
+                        format!("{:.1}", r.redis_cpu_us_per_job),
+                        json!(r.redis_cpu_us_per_job),
+                    );
+                    self.row(
+                        &format!("{label}, COUNT=2: CPU per job, worker / job process (us)"),
+                        format!(
+                            "{:.0} / {:.0}",
+                            r.parent_cpu_us_per_job, r.child_cpu_us_per_job
+                        ),
+                        json!([r.parent_cpu_us_per_job, r.child_cpu_us_per_job]),
+                    );
+                    self.row(
+                        &format!("{label}, COUNT=2: worker peak RSS (MB)"),
+                        format!("{:.1}", r.worker_hwm_kb as f64 / 1024.0),
+                        json!(r.worker_hwm_kb as f64 / 1024.0),
+                    );
+                }
+            }
+        }
+        let many = self.median_run(2, "Noop", self.n(30_000), 200);
+        self.row(
+            "QUEUE=* over 200 queues (jobs in the last), COUNT=2: jobs/s",
+            format!(
+                "{:.0} ({:.0}% of one queue)",
+                many.jobs_per_s,
+                100.0 * many.jobs_per_s / single_queue_c2
+            ),
+            json!(many.jobs_per_s),
+        );
+        let (early, late) = self.memory_over(self.n(100_000));
+        self.row(
+            &format!(
+                "worker RSS after 10% / 100% of {} jobs (MB)",
+                self.n(100_000)
+            ),
+            format!("{:.1} / {:.1}", early as f64 / 1024.0, late as f64 / 1024.0),
+            json!([early, late]),
+        );
+        let (p50, p99, idle) = self.pickup(self.n(60).min(60), &[("INTERVAL", "0.1")]);
+        self.row(
+            "pickup, polling INTERVAL=0.1: p50 / p99 (ms); idle commands/s",
+            format!("{p50:.2} / {p99:.2}; {idle:.1}"),
+            json!([p50, p99, idle]),
+        );
+        let (p50, p99, idle) = self.pickup(
+            self.n(200).min(200),
+            &[("BLOCKING", "1"), ("INTERVAL", "5")],
+        );
+        self.row(
+            "pickup, BLOCKING=1: p50 / p99 (ms); idle commands/s",
+            format!("{p50:.2} / {p99:.2}; {idle:.1}"),
+            json!([p50, p99, idle]),
+        );
+        let (single, bulk) = self.enqueue_rates();
+        self.row(
+            "CLI enqueue, one job per call: jobs/s",
+            format!("{single:.0}"),
+            json!(single),
+        );
+        self.row(
+            "CLI enqueue --stdin (bulk, pipelined): jobs/s",
+            format!("{bulk:.0}"),
+            json!(bulk),
+        );
+        let load_after = load();
+        println!("load average after: {load_after}");
+        self.results
+            .insert("load_before".into(), json!(load_before));
+        self.results.insert("load_after".into(), json!(load_after));
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench.json");
+        if let Err(e) = std::fs::write(&out, Value::Object(self.results).to_string()) {
+            eprintln!("could not write {}: {e}", out.display());
+        } else {
+            println!("figures written to {}", out.display());
+        }
+        println!("({} figures)", self.table.len());
+    }
+}
