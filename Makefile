@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build run test tools chaos
+.PHONY: all build run test tools chaos bench
 
 all: build
 
@@ -29,3 +29,8 @@ test: tools
 ## replay one; CHAOS_JOBS). make test runs a short round of the same test.
 chaos: tools
 	$(CARGO) test --release --test chaos chaos_long -- --ignored --nocapture
+
+## make bench: the benchmark (not a test): one table, and target/bench.json.
+## BENCH_SCALE=0.1 for a quick rough run.
+bench: tools
+	$(CARGO) bench --bench bench

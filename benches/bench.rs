@@ -398,7 +398,8 @@ impl Bench {
         let mut early = 0;
         loop {
             let done = redis.processed(&mut c);
-            let worker = children(pool.id()).first().copied();
+            // COUNT=1: the foreground process is the worker itself.
+            let worker = Some(pool.id());
             if early == 0 && done >= (n / 10) as u64 {
                 early = worker.map(|w| proc_stats(w).rss_kb).unwrap_or(0);
             }

@@ -20,14 +20,12 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// php-resque expires finished status records after a day.
 pub const STATUS_TTL_SECS: u64 = 86_400;
 
-/// Queues to reserve from, in priority order, with their key names and
-/// JSON-quoted names prepared once: a reserve runs per job, while the list
-/// changes rarely.
+/// Queues to reserve from, in priority order, with their key names
+/// prepared once: a reserve runs per job, while the list changes rarely.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueSet {
     names: Vec<String>,
     keys: Vec<String>,
-    quoted: Vec<String>,
 }
 
 impl QueueSet {
@@ -35,7 +33,6 @@ impl QueueSet {
     pub fn new(keys: &Keys, names: Vec<String>) -> QueueSet {
         QueueSet {
             keys: names.iter().map(|n| keys.queue(n)).collect(),
-            quoted: names.iter().map(|n| json_string(n)).collect(),
             names,
         }
     }
@@ -316,9 +313,6 @@ impl Store {
                     .arg(k.prefix())
                     .arg(now)
                     .arg(if honour_pause { "1" } else { "0" });
-                for quoted in &queues.quoted {
-                    inv.arg(quoted);
-                }
                 inv.invoke(c)
             },
         )?;

@@ -205,24 +205,21 @@ fn higher_queues_drain_first() {
         "Log",
         &format!("cat >> {}; echo >> {}", log.display(), log.display()),
     );
-    for i in 0..5 {
-        redis.push(
-            "low",
-            &json!({"class":"Log","args":[format!("low{i}")]}).to_string(),
-        );
+    // Filled lowest priority first, and with an empty queue between.
+    for queue in ["low", "mid", "high"] {
+        for i in 0..4 {
+            redis.push(
+                queue,
+                &json!({"class":"Log","args":[format!("{queue}{i}")]}).to_string(),
+            );
+        }
     }
-    for i in 0..5 {
-        redis.push(
-            "high",
-            &json!({"class":"Log","args":[format!("high{i}")]}).to_string(),
-        );
-    }
-    drain(&redis, &jobs, "high,low");
+    drain(&redis, &jobs, "high,empty,mid,low");
     let order = std::fs::read_to_string(&log).unwrap();
     let order: Vec<&str> = order.lines().collect();
-    let expected: Vec<String> = (0..5)
-        .map(|i| format!("[\"high{i}\"]"))
-        .chain((0..5).map(|i| format!("[\"low{i}\"]")))
+    let expected: Vec<String> = ["high", "mid", "low"]
+        .iter()
+        .flat_map(|q| (0..4).map(move |i| format!("[\"{q}{i}\"]")))
         .collect();
     assert_eq!(order, expected);
 }

@@ -3,7 +3,6 @@
 -- KEYS[1] worker:ID   KEYS[2] pause-all-workers   KEYS[3..] queue lists
 -- ARGV[1] run_at (JSON string)   ARGV[2] worker name host:pid (JSON string)
 -- ARGV[3] key prefix   ARGV[4] now (epoch s)   ARGV[5] '1' = honour pause-all-workers
--- ARGV[6..] queue names (JSON strings), one per queue key
 -- Returns {0} when every queue is empty, {-1} when paused, {-2, record} when
 -- worker:ID already holds a job (an earlier reserve whose reply was lost: the
 -- worker resumes it instead of overwriting it), else
@@ -16,27 +15,47 @@ if ARGV[5] == '1' then
     return {-1}
   end
 end
-for i = 3, #KEYS do
-  local raw = redis.call('LPOP', KEYS[i])
-  if raw then
-    -- Decode only to check the text is an object and to read id/prefix; a
-    -- decode error must not abort the script after the LPOP, hence pcall.
-    local ok, job = false, nil
-    if string.find(raw, '^%s*{') then ok, job = pcall(cjson.decode, raw) end
-    local payload = raw
-    if not (ok and type(job) == 'table') then
-      job = nil
-      payload = '{"raw":' .. cjson.encode(raw) .. '}'
+if #KEYS < 3 then return {0} end
+-- The first non-empty queue, in the order given. LMPOP (Redis 7) finds it in
+-- one call however many queues there are; older servers take one LPOP each.
+local raw, index
+if redis.REDIS_VERSION_NUM and redis.REDIS_VERSION_NUM >= 0x070000 then
+  -- (unpack expands fully only as the last argument, so build the list.)
+  local args = {#KEYS - 2}
+  for i = 3, #KEYS do args[#args + 1] = KEYS[i] end
+  args[#args + 1] = 'LEFT'
+  local popped = redis.call('LMPOP', unpack(args))
+  if popped then
+    raw = popped[2][1]
+    for i = 3, #KEYS do
+      if KEYS[i] == popped[1] then index = i break end
     end
-    local record = '{"queue":' .. ARGV[i + 3] .. ',"run_at":' .. ARGV[1] ..
-      ',"payload":' .. payload .. ',"worker":' .. ARGV[2] .. '}'
-    redis.call('SET', KEYS[1], record)
-    if job and type(job.id) == 'string' and job.id ~= '' then
-      local pfx = ''
-      if type(job.prefix) == 'string' and job.prefix ~= '' then pfx = job.prefix .. '_' end
-      set_status(ARGV[3] .. 'job:' .. pfx .. job.id .. ':status', 2, ARGV[4])
-    end
-    return {i - 2, raw, record}
   end
+else
+  for i = 3, #KEYS do
+    raw = redis.call('LPOP', KEYS[i])
+    if raw then index = i break end
+  end
+end
+if raw then
+  local queue = cjson.encode(string.sub(KEYS[index], #ARGV[3] + 7))
+  -- Decode only to check the text is an object and to read id/prefix; a
+  -- decode error must not abort the script after the LPOP, hence pcall.
+  local ok, job = false, nil
+  if string.find(raw, '^%s*{') then ok, job = pcall(cjson.decode, raw) end
+  local payload = raw
+  if not (ok and type(job) == 'table') then
+    job = nil
+    payload = '{"raw":' .. cjson.encode(raw) .. '}'
+  end
+  local record = '{"queue":' .. queue .. ',"run_at":' .. ARGV[1] ..
+    ',"payload":' .. payload .. ',"worker":' .. ARGV[2] .. '}'
+  redis.call('SET', KEYS[1], record)
+  if job and type(job.id) == 'string' and job.id ~= '' then
+    local pfx = ''
+    if type(job.prefix) == 'string' and job.prefix ~= '' then pfx = job.prefix .. '_' end
+    set_status(ARGV[3] .. 'job:' .. pfx .. job.id .. ':status', 2, ARGV[4])
+  end
+  return {index - 2, raw, record}
 end
 return {0}
