@@ -26,6 +26,8 @@ pub const STATUS_TTL_SECS: u64 = 86_400;
 pub struct QueueSet {
     names: Vec<String>,
     keys: Vec<String>,
+    /// The keys as RESP bulk strings, ready to splice into the command.
+    packed_keys: Vec<u8>,
 }
 
 impl QueueSet {
@@ -33,6 +35,13 @@ impl QueueSet {
     pub fn new(keys: &Keys, names: Vec<String>) -> QueueSet {
         QueueSet {
             keys: names.iter().map(|n| keys.queue(n)).collect(),
+            packed_keys: names
+                .iter()
+                .flat_map(|n| {
+                    let key = keys.queue(n);
+                    format!("${}\r\n{key}\r\n", key.len()).into_bytes()
+                })
+                .collect(),
             names,
         }
     }
@@ -300,20 +309,49 @@ impl Store {
         now: i64,
         honour_pause: bool,
     ) -> Result<Reserved> {
+        // The command is written by hand around the queue keys packed once
+        // per list (QueueSet::packed_keys): with a long '*' list, building
+        // it key by key per job would cost more than running it.
+        let mut cmd = Vec::with_capacity(queues.packed_keys.len() + 256);
+        let bulk = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n");
+        };
+        let nkeys = 2 + queues.keys.len();
+        cmd.extend_from_slice(format!("*{}\r\n", 3 + nkeys + 5).as_bytes());
+        bulk(&mut cmd, b"EVALSHA");
+        bulk(&mut cmd, self.scripts.reserve.get_hash().as_bytes());
+        bulk(&mut cmd, nkeys.to_string().as_bytes());
+        bulk(&mut cmd, self.keys.worker(worker_id).as_bytes());
+        bulk(&mut cmd, self.keys.pause_all().as_bytes());
+        cmd.extend_from_slice(&queues.packed_keys);
+        for arg in [
+            json_string(run_at).as_str(),
+            json_string(worker_name).as_str(),
+            self.keys.prefix(),
+            now.to_string().as_str(),
+            if honour_pause { "1" } else { "0" },
+        ] {
+            bulk(&mut cmd, arg.as_bytes());
+        }
         let reply: redis::Value = self.with_conn(
             || format!("reserving a job for {worker_id}"),
-            |c, k, s| {
-                let mut inv = s.reserve.prepare_invoke();
-                inv.key(k.worker(worker_id)).key(k.pause_all());
-                for key in &queues.keys {
-                    inv.key(key);
+            |c, _, s| {
+                c.send_packed_command(&cmd)?;
+                // An error reply arrives as a value; make it an error.
+                match c.recv_response().and_then(redis::Value::extract_error) {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        // A restarted or flushed Redis: load the script, then retry.
+                        s.reserve.load(c)?;
+                        c.send_packed_command(&cmd)?;
+                        c.recv_response().and_then(redis::Value::extract_error)
+                    }
+                    other => other,
                 }
-                inv.arg(json_string(run_at))
-                    .arg(json_string(worker_name))
-                    .arg(k.prefix())
-                    .arg(now)
-                    .arg(if honour_pause { "1" } else { "0" });
-                inv.invoke(c)
             },
         )?;
         parse_reserve_reply(reply)

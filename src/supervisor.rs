@@ -31,6 +31,8 @@ struct Slot {
     started: Instant,
     backoff: Duration,
     start_at: Instant,
+    /// The worker exited 0 by itself: with INTERVAL=0 it drained the queues.
+    finished: bool,
 }
 
 /// Runs `count` workers until a stop signal and all of them have exited.
@@ -51,6 +53,7 @@ pub fn run(
             started: now,
             backoff: RESTART_MIN,
             start_at: now,
+            finished: false,
         })
         .collect();
     let mut stopping: Option<Signal> = None;
@@ -60,7 +63,7 @@ pub fn run(
     log::info!("supervisor {me} starting {count} workers");
     loop {
         if stopping.is_none() {
-            for slot in slots.iter_mut().filter(|s| s.pid.is_none()) {
+            for slot in slots.iter_mut().filter(|s| s.pid.is_none() && !s.finished) {
                 if Instant::now() >= slot.start_at {
                     let pid = start_worker(me, &signals, settings, redis, registry)?;
                     log::info!("started worker pid {pid}");
@@ -74,7 +77,8 @@ pub fn run(
             .filter_map(|s| s.pid)
             .map(|p| p.as_raw())
             .collect();
-        if stopping.is_some() && pids.is_empty() {
+        let all_finished = slots.iter().all(|s| s.finished);
+        if (stopping.is_some() || all_finished) && pids.is_empty() {
             log::info!("all workers have exited");
             return Ok(());
         }
@@ -91,7 +95,7 @@ pub fn run(
         ));
         let wait = slots
             .iter()
-            .filter(|s| s.pid.is_none() && stopping.is_none())
+            .filter(|s| s.pid.is_none() && !s.finished && stopping.is_none())
             .map(|s| s.start_at.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(Duration::from_secs(60));
@@ -183,6 +187,13 @@ fn reap(slots: &mut [Slot], stopping: bool) {
             WaitStatus::Signaled(_, sig, _) => format!("signal {}", sig.as_str()),
             other => format!("{other:?}"),
         };
+        if let (WaitStatus::Exited(_, 0), false) = (status, stopping) {
+            // Only a drain (INTERVAL=0) or a stop signal sent to the worker
+            // itself ends a worker with 0: it is done, not dead.
+            log::info!("worker pid {pid} finished");
+            slot.finished = true;
+            continue;
+        }
         if stopping {
             log::info!("worker pid {pid} exited ({how})");
             continue;

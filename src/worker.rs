@@ -22,6 +22,7 @@ use crate::store::{best_effort_status_key, Outcome, QueueSet, Reserved, Store, U
 use crate::timefmt;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const HOUSEKEEPING_RETRY: Duration = Duration::from_secs(5);
@@ -105,7 +106,7 @@ pub struct Worker<'r> {
     /// Jobs taken so far, for the exit log.
     jobs_done: u64,
     /// The queues to reserve from, and when a dynamic list was last read.
-    queues: Option<(QueueSet, Instant)>,
+    queues: Option<(Rc<QueueSet>, Instant)>,
     /// BLOCKING mode's wait.
     doorbells: Option<Doorbells>,
 }
@@ -275,7 +276,7 @@ impl<'r> Worker<'r> {
     /// dynamic one (`*`, globs, skips) is re-read from `queues` at most once
     /// per INTERVAL (so a new queue is seen within one INTERVAL), or at once
     /// when `stale` is set. Returns whether it was read just now.
-    fn queue_set(&mut self, stale: bool) -> Result<(QueueSet, bool)> {
+    fn queue_set(&mut self, stale: bool) -> Result<(Rc<QueueSet>, bool)> {
         let refresh = self.settings.interval.max(Duration::from_millis(100));
         let dynamic = self.settings.queues.is_dynamic();
         if let Some((set, read_at)) = &self.queues {
@@ -293,7 +294,7 @@ impl<'r> Worker<'r> {
         } else {
             self.settings.queues.names().to_vec()
         };
-        let set = QueueSet::new(self.store.keys(), names);
+        let set = Rc::new(QueueSet::new(self.store.keys(), names));
         self.queues = Some((set.clone(), Instant::now()));
         Ok((set, true))
     }

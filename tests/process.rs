@@ -399,3 +399,25 @@ fn stopping_a_job_stops_the_processes_it_started() {
     assert!(wait_exit(&mut child).success());
     wait_until("the job's own process is gone too", || !alive(pid));
 }
+
+#[test]
+fn a_pool_with_interval_zero_drains_and_exits() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Noop", "true");
+    for _ in 0..30 {
+        redis.push("q", r#"{"class":"Noop","args":[]}"#);
+    }
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    cmd.env("COUNT", "3");
+    let out = run(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(redis.int("resque:stat:processed"), 30);
+    assert!(redis.members("resque:workers").is_empty());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("died unexpectedly"));
+}
