@@ -533,37 +533,18 @@ impl<'r> Worker<'r> {
             log::debug!("arming the BLOCKING doorbells failed ({e}); polling this time");
             return self.idle(duration);
         }
-        let deadline = Instant::now() + duration;
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            let wait = (deadline - now).min(self.until_deadline());
-            let rang = match self.doorbells.as_mut() {
-                Some(bells) => {
-                    let mut fds = vec![self.signals.fd()];
-                    fds.extend(bells.fds());
-                    signals::wait_readable(&fds, wait);
-                    bells.collect()
-                }
-                None => return,
-            };
-            if rang {
-                return;
-            }
-            let before = (self.stop, self.paused);
-            self.handle_signals(None);
-            if (self.stop, self.paused) != before {
-                return;
-            }
-            self.housekeeping();
-        }
+        self.wait(duration, true);
     }
 
     /// Sleeps up to `duration`, returning early when a signal changes what
     /// the loop should do.
     fn idle(&mut self, duration: Duration) {
+        self.wait(duration, false);
+    }
+
+    /// The one waiting loop: signals, housekeeping deadlines and, with
+    /// `bells`, the armed doorbells, all in one `poll(2)`.
+    fn wait(&mut self, duration: Duration, bells: bool) {
         let deadline = Instant::now() + duration;
         loop {
             let now = Instant::now();
@@ -571,7 +552,21 @@ impl<'r> Worker<'r> {
                 return;
             }
             let wait = (deadline - now).min(self.until_deadline());
-            signals::wait_readable(&[self.signals.fd()], wait);
+            let rang = match self.doorbells.as_mut().filter(|_| bells) {
+                Some(doorbells) => {
+                    let mut fds = vec![self.signals.fd()];
+                    fds.extend(doorbells.fds());
+                    signals::wait_readable(&fds, wait);
+                    doorbells.collect()
+                }
+                None => {
+                    signals::wait_readable(&[self.signals.fd()], wait);
+                    false
+                }
+            };
+            if rang {
+                return;
+            }
             let before = (self.stop, self.paused);
             self.handle_signals(None);
             if (self.stop, self.paused) != before {

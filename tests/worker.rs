@@ -409,23 +409,13 @@ fn blocking_wakes_at_once_and_keeps_priority() {
         .rpush("resque:queue:high", r#"{"class":"Log","args":["high"]}"#);
     let _: () = pipe.query(&mut redis.conn()).unwrap();
     wait_until("both jobs ran, long before INTERVAL", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            == 2
+        line_count(&log) == 2
     });
     let order = std::fs::read_to_string(&log).unwrap();
     assert_eq!(order, "[\"high\"]\n[\"low\"]\n");
     // Woken again for a later job.
     redis.push("low", r#"{"class":"Log","args":["again"]}"#);
-    wait_until("a later job runs", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            == 3
-    });
+    wait_until("a later job runs", || line_count(&log) == 3);
     signal(child.id(), libc::SIGQUIT);
     assert!(wait_exit(&mut child).success());
 }

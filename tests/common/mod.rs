@@ -501,3 +501,11 @@ pub fn example_worker() -> PathBuf {
     );
     path
 }
+
+/// How many lines the file at `path` has now (0 when it does not exist).
+pub fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
