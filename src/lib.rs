@@ -38,10 +38,18 @@
 //!    `worker:ID`, counts the job, files the failure record and finishes the
 //!    php status, atomically.
 //!
-//! At startup the worker heartbeats, prunes dead workers of its host and
-//! files their jobs as failures ([`prune`]), then registers. Every Redis key
-//! is named in [`keys`], every command sent in [`store`], and every record
-//! format lives in [`payload`] and [`timefmt`].
+//! Between jobs the worker waits in the same `poll(2)`: for INTERVAL, or
+//! with BLOCKING on [`doorbell`] connections that ring when a queue gets a
+//! job without taking it, so the reserve stays the only consumer.
+//!
+//! At startup, and every PRUNE_INTERVAL after, a worker finds dead workers
+//! (stale heartbeat on any host, gone or reused pid on its own) and accounts
+//! for their jobs ([`prune`]). Redis may vanish at any step: every step is
+//! retried, and reserve and record are safe to retry (a lost reply never
+//! loses or double-counts a job). Every Redis key is named in [`keys`],
+//! every command sent in [`store`] (its scripts in `src/lua/`), and every
+//! record format lives in [`payload`] and [`timefmt`]. The operations
+//! commands are [`ops`] (what to read and change) and [`report`] (tables).
 //!
 //! ## Your own jobs in Rust
 //!
