@@ -11,6 +11,19 @@ fn store(redis: &RedisServer) -> Store {
     Store::connect(&redis.url(), Keys::default()).unwrap()
 }
 
+/// Reserves from queue `q` as worker `h:1:q`.
+fn reserve(s: &mut Store) -> Reserved {
+    s.reserve(
+        "h:1:q",
+        "h:1",
+        &QueueSet::new(&Keys::default(), vec!["q".to_string()]),
+        "2024-01-15T10:30:00Z",
+        1,
+        true,
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_retried_reserve_resumes_the_held_job_instead_of_taking_another() {
     let redis = RedisServer::start();
@@ -46,17 +59,7 @@ fn a_retried_record_counts_once() {
     let redis = RedisServer::start();
     redis.push("q", r#"{"class":"A","args":[]}"#);
     let mut s = store(&redis);
-    let Reserved::Job { in_flight, .. } = s
-        .reserve(
-            "h:1:q",
-            "h:1",
-            &QueueSet::new(&Keys::default(), vec!["q".to_string()]),
-            "2024-01-15T10:30:00Z",
-            1,
-            true,
-        )
-        .unwrap()
-    else {
+    let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
         panic!()
     };
     let outcome = Outcome {
@@ -80,16 +83,7 @@ fn a_malformed_payload_is_stored_as_valid_json_in_flight() {
     let redis = RedisServer::start();
     redis.push("q", "not json \"/ at all");
     let mut s = store(&redis);
-    let reserved = s
-        .reserve(
-            "h:1:q",
-            "h:1",
-            &QueueSet::new(&Keys::default(), vec!["q".to_string()]),
-            "2024-01-15T10:30:00Z",
-            1,
-            true,
-        )
-        .unwrap();
+    let reserved = reserve(&mut s);
     let Reserved::Job {
         in_flight, payload, ..
     } = reserved

@@ -200,11 +200,7 @@ fn class_names_that_escape_jobs_dir_are_refused_never_run() {
 fn higher_queues_drain_first() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let log = jobs.scratch("order");
-    jobs.add(
-        "Log",
-        &format!("cat >> {}; echo >> {}", log.display(), log.display()),
-    );
+    let log = jobs.logging("");
     // Filled lowest priority first, and with an empty queue between.
     for queue in ["low", "mid", "high"] {
         for i in 0..4 {
@@ -341,11 +337,7 @@ fn rediss_urls_work_for_enqueue_and_workers() {
 fn the_cached_star_list_sees_new_queues_while_busy_and_forgets_dropped_ones() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let log = jobs.scratch("order");
-    jobs.add(
-        "Log",
-        &format!("cat >> {l}; echo >> {l}; sleep 0.05", l = log.display()),
-    );
+    let log = jobs.logging("sleep 0.05");
     for i in 0..40 {
         redis.push("b", &format!(r#"{{"class":"Log","args":["b{i}"]}}"#));
     }
@@ -396,11 +388,7 @@ fn blocking_worker(redis: &RedisServer, jobs: &JobsDir, queues: &str) -> std::pr
 fn blocking_wakes_at_once_and_keeps_priority() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let log = jobs.scratch("order");
-    jobs.add(
-        "Log",
-        &format!("cat >> {l}; echo >> {l}", l = log.display()),
-    );
+    let log = jobs.logging("");
     let mut child = blocking_worker(&redis, &jobs, "high,low");
     // Both queues get jobs in one step while the worker is blocked.
     let mut pipe = redis::pipe();
@@ -424,11 +412,7 @@ fn blocking_wakes_at_once_and_keeps_priority() {
 fn a_blocked_worker_killed_takes_nothing_with_it() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let log = jobs.scratch("order");
-    jobs.add(
-        "Log",
-        &format!("cat >> {l}; echo >> {l}", l = log.display()),
-    );
+    let log = jobs.logging("");
     let mut child = blocking_worker(&redis, &jobs, "q");
     signal(child.id(), libc::SIGKILL);
     wait_exit(&mut child);

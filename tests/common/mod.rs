@@ -294,6 +294,23 @@ impl JobsDir {
             .collect()
     }
 
+    /// A job `Log` that appends its args JSON as one line to the returned
+    /// file, then runs `then` (a shell command, or empty): the file shows
+    /// which jobs ran, in order.
+    pub fn logging(&self, then: &str) -> PathBuf {
+        let log = self.scratch("order");
+        let tail = if then.is_empty() {
+            String::new()
+        } else {
+            format!("; {then}")
+        };
+        self.add(
+            "Log",
+            &format!("cat >> {l}; echo >> {l}{tail}", l = log.display()),
+        );
+        log
+    }
+
     /// Writes an executable job program.
     pub fn add(&self, class: &str, script: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
