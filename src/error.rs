@@ -24,6 +24,9 @@ pub enum Error {
     },
     /// Something the user asked about does not exist (an unknown job id, say).
     NotFound(String),
+    /// Another process holds what this one needs (a lock, say); trying again
+    /// later may succeed.
+    Conflict(String),
     /// `PIDFILE` names a resque-fork process that is still running.
     AlreadyRunning {
         /// The file.
@@ -71,7 +74,7 @@ impl fmt::Display for Error {
             Error::Config(msg) => write!(f, "{msg}"),
             Error::Redis { action, source } => write!(f, "{action}: {source}"),
             Error::Io { action, source } => write!(f, "{action}: {source}"),
-            Error::NotFound(msg) => write!(f, "{msg}"),
+            Error::NotFound(msg) | Error::Conflict(msg) => write!(f, "{msg}"),
             Error::AlreadyRunning { pidfile, pid } => write!(
                 f,
                 "already running: PIDFILE {} belongs to the live resque-fork process {pid}",

@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::payload::WorkerRecord;
-use crate::prune::{self, PrunePolicy, Pruned, WorkerId};
+use crate::prune::{self, PrunePolicy, PruneRun, Pruned, WorkerId};
 use crate::store::{best_effort_status_key, Counts, Store, WorkerKeys};
 use crate::timefmt;
 use serde::Serialize;
@@ -488,12 +488,13 @@ pub fn prune_now(
     hostname: &str,
     policy: &PrunePolicy,
 ) -> Result<Vec<Pruned>> {
-    prune::prune(store, who, hostname, policy)?.ok_or_else(|| {
-        Error::NotFound(
-            "another process holds the pruning lock (it is pruning now); try again in a minute"
-                .into(),
-        )
-    })
+    match prune::prune(store, who, hostname, policy)? {
+        PruneRun::Done(pruned) => Ok(pruned),
+        PruneRun::Skipped { holder, retry_in } => Err(Error::Conflict(format!(
+            "{holder} holds the pruning lock (it is pruning now); try again in {}s",
+            retry_in.as_secs().max(1)
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::payload::{exceptions, Failure};
-use crate::store::{Store, Unregistered};
+use crate::store::{PruneLock, Store, Unregistered};
 use crate::timefmt;
 use nix::errno::Errno;
 use nix::sys::signal::kill;
@@ -122,23 +122,66 @@ pub struct Pruned {
     pub job: Unregistered,
 }
 
-/// Prunes dead workers under Ruby's lock. `None` when another process holds
-/// the lock (it is pruning right now).
+/// The result of one pruning pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PruneRun {
+    /// We held the lock and pruned these workers.
+    Done(Vec<Pruned>),
+    /// A live process holds the lock (it is pruning now); look again after
+    /// `retry_in`, when the lock will have expired at the latest.
+    Skipped {
+        /// The holder's id, as stored in the lock.
+        holder: String,
+        /// Until the holder's lock expires.
+        retry_in: Duration,
+    },
+}
+
+/// Prunes dead workers under Ruby's lock.
+///
+/// A lock held under the id of a worker of this host whose process is gone
+/// (or is no longer a Resque worker) is taken over at once, by
+/// compare-and-set on the dead holder's value: a pruner killed while it held
+/// the lock would otherwise stop every worker's pruning until the lock
+/// expires. A holder on another host keeps Ruby's rule: wait for the expiry.
+/// Two live pruners never file one job twice either way, since each
+/// worker's removal checks the `worker:ID` value it read.
 pub fn prune(
     store: &mut Store,
     my_id: &str,
     hostname: &str,
     policy: &PrunePolicy,
-) -> Result<Option<Vec<Pruned>>> {
-    if !store.try_prune_lock(my_id, PRUNE_LOCK_SECS)? {
-        log::debug!("another worker is pruning; skipping");
-        return Ok(None);
+) -> Result<PruneRun> {
+    if let PruneLock::Held { holder, expires_in } = store.try_prune_lock(my_id, PRUNE_LOCK_SECS)? {
+        let name = String::from_utf8_lossy(&holder).into_owned();
+        if !(holder_is_dead(&name, hostname)
+            && store.take_over_prune_lock(&holder, my_id, PRUNE_LOCK_SECS)?)
+        {
+            log::debug!(
+                "{name} holds the pruning lock for {:.1}s more; skipping",
+                expires_in.as_secs_f64()
+            );
+            return Ok(PruneRun::Skipped {
+                holder: name,
+                retry_in: expires_in,
+            });
+        }
+        log::warn!("took over the pruning lock from {name}, whose process is gone");
     }
-    let result = prune_under_lock(store, my_id, hostname, policy).map(Some);
+    let result = prune_under_lock(store, my_id, hostname, policy).map(PruneRun::Done);
     if let Err(e) = store.release_prune_lock(my_id) {
         log::warn!("{e}");
     }
     result
+}
+
+/// True when a lock holder's id names a worker of this host that is no
+/// longer running (the pid rule of pruning). Not ourselves: a lock under
+/// our own id (a restarted container reusing our pid) is ours to take.
+fn holder_is_dead(holder: &str, hostname: &str) -> bool {
+    WorkerId::parse(holder).is_some_and(|id| {
+        id.host == hostname && (id.pid == std::process::id() as i32 || !local_worker_alive(id.pid))
+    })
 }
 
 fn prune_under_lock(

@@ -102,6 +102,8 @@ struct Scripts {
     reserve: Script,
     record: Script,
     unregister: Script,
+    take_lock: Script,
+    take_over_lock: Script,
     release_lock: Script,
     retry_failed: Script,
 }
@@ -157,6 +159,10 @@ impl Store {
                     "{STATUS_LUA}\n{}",
                     include_str!("lua/retry_failed.lua")
                 )),
+                take_lock: Script::new(include_str!("lua/take_lock.lua")),
+                take_over_lock: Script::new(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0",
+                ),
                 release_lock: Script::new(
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
                 ),
@@ -518,21 +524,51 @@ impl Store {
         )
     }
 
-    /// Takes Ruby's pruning lock for `ttl_secs`; false when another worker holds it.
-    pub fn try_prune_lock(&mut self, worker_id: &str, ttl_secs: u64) -> Result<bool> {
-        self.with_conn(
+    /// Takes Ruby's pruning lock for `ttl_secs`, or says who holds it and
+    /// for how much longer.
+    pub fn try_prune_lock(&mut self, worker_id: &str, ttl_secs: u64) -> Result<PruneLock> {
+        let reply: (i64, Vec<u8>, i64) = self.with_conn(
             || "taking the pruning lock".into(),
-            |c, k, _| {
-                redis::cmd("SET")
-                    .arg(k.prune_lock())
+            |c, k, s| {
+                s.take_lock
+                    .key(k.prune_lock())
                     .arg(worker_id)
-                    .arg("NX")
-                    .arg("EX")
                     .arg(ttl_secs)
-                    .query::<Option<String>>(c)
+                    .invoke(c)
             },
-        )
-        .map(|r| r.is_some())
+        )?;
+        Ok(match reply {
+            (1, _, _) => PruneLock::Taken,
+            (_, holder, pttl) => PruneLock::Held {
+                holder,
+                // No expiry at all (set by hand, say): wait as if just taken.
+                expires_in: u64::try_from(pttl)
+                    .map(Duration::from_millis)
+                    .unwrap_or(Duration::from_secs(ttl_secs)),
+            },
+        })
+    }
+
+    /// Takes the pruning lock from `holder` (exact bytes) if it still holds
+    /// it; false when the lock changed hands or expired meanwhile.
+    pub fn take_over_prune_lock(
+        &mut self,
+        holder: &[u8],
+        worker_id: &str,
+        ttl_secs: u64,
+    ) -> Result<bool> {
+        let done: i64 = self.with_conn(
+            || "taking over the pruning lock".into(),
+            |c, k, s| {
+                s.take_over_lock
+                    .key(k.prune_lock())
+                    .arg(holder)
+                    .arg(worker_id)
+                    .arg(ttl_secs)
+                    .invoke(c)
+            },
+        )?;
+        Ok(done == 1)
     }
 
     /// Releases the pruning lock early, if we still hold it, so the next
@@ -905,6 +941,20 @@ impl Store {
         )?;
         Ok(len)
     }
+}
+
+/// The outcome of asking for Ruby's pruning lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PruneLock {
+    /// It is ours now.
+    Taken,
+    /// Someone else holds it.
+    Held {
+        /// The holder's value, by Ruby's rule its worker id (exact bytes).
+        holder: Vec<u8>,
+        /// Until the lock expires.
+        expires_in: Duration,
+    },
 }
 
 /// What [`Store::unregister`] did with the worker's job.

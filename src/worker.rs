@@ -16,7 +16,7 @@ use crate::handlers::Registry;
 use crate::keys::Keys;
 use crate::payload::{exceptions, failure_record, Failure, Job, WorkerRecord};
 use crate::proctitle;
-use crate::prune;
+use crate::prune::{self, PruneRun};
 use crate::signals::{self, SignalPipe, HANDLED};
 use crate::store::{best_effort_status_key, Outcome, QueueSet, Reserved, Store, Unregistered};
 use crate::timefmt;
@@ -26,6 +26,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const HOUSEKEEPING_RETRY: Duration = Duration::from_secs(5);
+/// How long after a held pruning lock expires a worker looks again.
+const PRUNE_LOCK_MARGIN: Duration = Duration::from_millis(500);
 const REDIS_RETRY_MIN: Duration = Duration::from_millis(100);
 const REDIS_RETRY_MAX: Duration = Duration::from_secs(2);
 /// After TERM, how long a worker keeps trying to record a finished job while
@@ -704,9 +706,16 @@ impl<'r> Worker<'r> {
             &self.hostname,
             &self.settings.prune,
         ) {
-            Ok(pruned) => {
-                self.orphan_hooks(pruned.iter().flatten().map(|p| &p.job));
+            Ok(PruneRun::Done(pruned)) => {
+                self.orphan_hooks(pruned.iter().map(|p| &p.job));
                 self.next_prune = Instant::now() + self.settings.prune_interval;
+            }
+            Ok(PruneRun::Skipped { retry_in, .. }) => {
+                // Look again once the live holder's lock has expired, not
+                // only a whole PRUNE_INTERVAL later: a short-lived pool would
+                // otherwise never prune.
+                let again = (retry_in + PRUNE_LOCK_MARGIN).min(self.settings.prune_interval);
+                self.next_prune = Instant::now() + again;
             }
             Err(e) => {
                 self.outage.failed(&e);

@@ -338,3 +338,98 @@ fn job_memory_limit_caps_a_job_and_says_so() {
         "{error}"
     );
 }
+
+/// Sets Ruby's pruning lock as a pruner `holder` would, for `ttl` seconds.
+fn hold_prune_lock(redis: &RedisServer, holder: &str, ttl: u64) {
+    let _: () = redis::cmd("SET")
+        .arg("resque:pruning_dead_workers_in_progress")
+        .arg(holder)
+        .arg("EX")
+        .arg(ttl)
+        .query(&mut redis.conn())
+        .unwrap();
+}
+
+/// A live process of this host whose command line is a Resque worker's.
+fn live_resque_lookalike() -> std::process::Child {
+    let child = std::process::Command::new("bash")
+        .args(["-c", "exec -a 'resque-9.9.9: Waiting for q' sleep 60"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_until("the lookalike shows its worker title", || {
+        command_line(pid).starts_with("resque-9.9.9")
+    });
+    child
+}
+
+#[test]
+fn a_pruning_lock_left_by_a_dead_pruner_of_this_host_is_taken_over() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let dead = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(&redis, &dead, Some(r#"{"class":"Mailer","args":[]}"#), None);
+    let idle = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(&redis, &idle, None, None);
+    // The pruner died holding the lock, which would last another minute.
+    hold_prune_lock(&redis, &format!("{}:{}:*", hostname(), dead_pid()), 60);
+    drain(&redis, &jobs, "q");
+    assert!(redis.members("resque:workers").is_empty());
+    assert_eq!(redis.failures().len(), 1);
+    assert_eq!(redis.failures()[0]["worker"], dead.as_str());
+    assert!(redis
+        .get("resque:pruning_dead_workers_in_progress")
+        .is_none());
+}
+
+#[test]
+fn a_pruning_lock_of_a_live_or_remote_holder_is_respected() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let dead = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(&redis, &dead, Some(r#"{"class":"Mailer","args":[]}"#), None);
+    let mut holder = live_resque_lookalike();
+    let local = format!("{}:{}:q", hostname(), holder.id());
+    // Another host's pruner: nothing here can tell whether it is alive.
+    for who in [local.as_str(), "elsewhere:1:q"] {
+        hold_prune_lock(&redis, who, 60);
+        drain(&redis, &jobs, "q");
+        assert_eq!(redis.members("resque:workers"), vec![dead.clone()], "{who}");
+        assert!(redis.failures().is_empty(), "{who}");
+        assert_eq!(
+            redis.get("resque:pruning_dead_workers_in_progress"),
+            Some(who.to_string())
+        );
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_worker_that_found_the_lock_held_prunes_once_it_expires() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let dead = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(&redis, &dead, Some(r#"{"class":"Mailer","args":[]}"#), None);
+    let mut holder = live_resque_lookalike();
+    hold_prune_lock(&redis, &format!("{}:{}:q", hostname(), holder.id()), 4);
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    log_to(&mut cmd, &log);
+    // Far beyond the test's deadline: only the lock's expiry can explain a
+    // prune within it.
+    cmd.env("VVERBOSE", "1").env("PRUNE_INTERVAL", "600");
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the worker skips its startup prune", || {
+        logged(&log, "holds the pruning lock") == 1
+    });
+    assert!(redis.failures().is_empty());
+    wait_until("the worker prunes once the lock expired", || {
+        redis.failures().len() == 1
+    });
+    assert!(!redis.members("resque:workers").contains(&dead));
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
