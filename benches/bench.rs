@@ -288,15 +288,13 @@ impl Bench {
     fn throughput(&self, count: usize, class: &str, n: usize, queues: usize) -> Run {
         let redis = Redis::start();
         let target = if queues > 1 {
-            format!("q{:03}", queues - 1)
+            format!("q{:05}", queues - 1)
         } else {
             "q".into()
         };
         if queues > 1 {
-            let mut c = redis.conn();
-            for i in 0..queues - 1 {
-                let _: () = c.sadd("resque:queues", format!("q{i:03}")).unwrap();
-            }
+            let names: Vec<String> = (0..queues - 1).map(|i| format!("q{i:05}")).collect();
+            let _: () = redis.conn().sadd("resque:queues", names).unwrap();
         }
         self.enqueue(&redis, &target, class, n);
         let queue = if queues > 1 { "*" } else { "q" };
@@ -522,6 +520,16 @@ impl Bench {
                 100.0 * many.jobs_per_s / single_queue_c2
             ),
             json!(many.jobs_per_s),
+        );
+        let tenants = self.median_run(2, "Noop", self.n(30_000), 10_000);
+        self.row(
+            "QUEUE=* over 10000 queues (jobs in the last), COUNT=2: jobs/s",
+            format!(
+                "{:.0} ({:.0}% of one queue)",
+                tenants.jobs_per_s,
+                100.0 * tenants.jobs_per_s / single_queue_c2
+            ),
+            json!(tenants.jobs_per_s),
         );
         let (early, late) = self.memory_over(self.n(100_000));
         self.row(

@@ -221,6 +221,33 @@ fn higher_queues_drain_first() {
 }
 
 #[test]
+fn star_over_ten_thousand_queues_keeps_priority() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.logging("");
+    let names: Vec<String> = (0..10_000).map(|i| format!("tenant{i:05}")).collect();
+    let _: () = redis::cmd("SADD")
+        .arg("resque:queues")
+        .arg(&names)
+        .query(&mut redis.conn())
+        .unwrap();
+    // The last queue filled first; one job in the middle, one in the first.
+    for (queue, tag) in [
+        ("tenant09999", "last"),
+        ("tenant05000", "mid"),
+        ("tenant00000", "first"),
+    ] {
+        redis.push(queue, &json!({"class":"Log","args":[tag]}).to_string());
+    }
+    drain(&redis, &jobs, "*");
+    let order = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        order.lines().collect::<Vec<_>>(),
+        [r#"["first"]"#, r#"["mid"]"#, r#"["last"]"#]
+    );
+}
+
+#[test]
 fn star_sees_a_queue_created_after_start() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();

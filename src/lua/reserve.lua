@@ -17,18 +17,25 @@ if ARGV[5] == '1' then
 end
 if #KEYS < 3 then return {0} end
 -- The first non-empty queue, in the order given. LMPOP (Redis 7) finds it in
--- one call however many queues there are; older servers take one LPOP each.
+-- one call per chunk of keys: unpack can expand only a few thousand values,
+-- and a '*' list may name tens of thousands of queues. Older servers take one
+-- LPOP per queue.
 local raw, index
 if redis.REDIS_VERSION_NUM and redis.REDIS_VERSION_NUM >= 0x070000 then
-  -- (unpack expands fully only as the last argument, so build the list.)
-  local args = {#KEYS - 2}
-  for i = 3, #KEYS do args[#args + 1] = KEYS[i] end
-  args[#args + 1] = 'LEFT'
-  local popped = redis.call('LMPOP', unpack(args))
-  if popped then
-    raw = popped[2][1]
-    for i = 3, #KEYS do
-      if KEYS[i] == popped[1] then index = i break end
+  local CHUNK = 1000
+  for first = 3, #KEYS, CHUNK do
+    local last = math.min(first + CHUNK - 1, #KEYS)
+    -- (unpack expands fully only as the last argument, so build the list.)
+    local args = {last - first + 1}
+    for i = first, last do args[#args + 1] = KEYS[i] end
+    args[#args + 1] = 'LEFT'
+    local popped = redis.call('LMPOP', unpack(args))
+    if popped then
+      raw = popped[2][1]
+      for i = first, last do
+        if KEYS[i] == popped[1] then index = i break end
+      end
+      break
     end
   end
 else
