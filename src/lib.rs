@@ -106,6 +106,7 @@
 pub mod cli;
 pub mod error;
 pub mod handlers;
+pub mod identity;
 pub mod keys;
 pub mod payload;
 pub mod producer;

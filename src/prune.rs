@@ -6,6 +6,7 @@
 //! counts as a worker when its command line is a Resque worker's (pid reuse).
 
 use crate::error::Result;
+pub use crate::identity::WorkerId;
 use crate::payload::{exceptions, Failure};
 use crate::store::{PruneLock, Store, Unregistered};
 use crate::timefmt;
@@ -16,31 +17,6 @@ use std::time::Duration;
 
 /// How long Ruby's pruning lock is held at most.
 pub const PRUNE_LOCK_SECS: u64 = 60;
-
-/// A worker id split into its parts: `host:pid:queues`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerId<'a> {
-    pub host: &'a str,
-    pub pid: i32,
-    pub queues: &'a str,
-}
-
-impl<'a> WorkerId<'a> {
-    /// Parses an id as Ruby's `Worker.find` does; `None` if it is not one.
-    ///
-    /// ```
-    /// use resque_fork::prune::WorkerId;
-    /// let id = WorkerId::parse("web1:4242:high,mail").unwrap();
-    /// assert_eq!((id.host, id.pid, id.queues), ("web1", 4242, "high,mail"));
-    /// ```
-    pub fn parse(id: &'a str) -> Option<WorkerId<'a>> {
-        let mut parts = id.splitn(3, ':');
-        let host = parts.next()?;
-        let pid = parts.next()?.parse().ok()?;
-        let queues = parts.next()?;
-        Some(WorkerId { host, pid, queues })
-    }
-}
 
 /// True when a process with this pid exists (ours to signal or not).
 pub fn pid_alive(pid: i32) -> bool {

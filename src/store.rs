@@ -6,6 +6,7 @@
 //! and the status write can depend on the key existing, which `MULTI` cannot.
 
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::keys::Keys;
 use crate::payload::{failure_record, mark_requeued, Failure, JobState, WorkerRecord};
 use redis::{Client, Connection, Script};
@@ -70,6 +71,9 @@ pub enum Reserved {
     /// `worker:ID` already held this job: an earlier reserve ran but its
     /// reply was lost. The job was never started.
     Held { in_flight: Vec<u8> },
+    /// `worker:ID` holds a job under another process's token: a process
+    /// with our id (in another PID namespace) is alive. Nothing was changed.
+    HeldByAnother { in_flight: Vec<u8> },
     /// `pause-all-workers` is set.
     Paused,
     /// A job, already recorded as in flight in `worker:ID`.
@@ -304,12 +308,12 @@ impl Store {
     }
 
     /// Atomically takes the first job from `queues` (in order) and records it
-    /// in `worker:ID`; see `lua/reserve.lua`. `worker_name` (`host:pid`) goes
-    /// in the record's `worker` field, where node-resque looks for it.
+    /// in `worker:ID`; see `lua/reserve.lua`. The identity's name (`host:pid`)
+    /// goes in the record's `worker` field, where node-resque looks for it,
+    /// and its token in the `token` field.
     pub fn reserve(
         &mut self,
-        worker_id: &str,
-        worker_name: &str,
+        me: &Identity,
         queues: &QueueSet,
         run_at: &str,
         now: i64,
@@ -325,24 +329,25 @@ impl Store {
             out.extend_from_slice(b"\r\n");
         };
         let nkeys = 2 + queues.keys.len();
-        cmd.extend_from_slice(format!("*{}\r\n", 3 + nkeys + 5).as_bytes());
+        cmd.extend_from_slice(format!("*{}\r\n", 3 + nkeys + 6).as_bytes());
         bulk(&mut cmd, b"EVALSHA");
         bulk(&mut cmd, self.scripts.reserve.get_hash().as_bytes());
         bulk(&mut cmd, nkeys.to_string().as_bytes());
-        bulk(&mut cmd, self.keys.worker(worker_id).as_bytes());
+        bulk(&mut cmd, self.keys.worker(&me.id).as_bytes());
         bulk(&mut cmd, self.keys.pause_all().as_bytes());
         cmd.extend_from_slice(&queues.packed_keys);
         for arg in [
             json_string(run_at).as_str(),
-            json_string(worker_name).as_str(),
+            json_string(&me.name).as_str(),
             self.keys.prefix(),
             now.to_string().as_str(),
             if honour_pause { "1" } else { "0" },
+            me.token.as_str(),
         ] {
             bulk(&mut cmd, arg.as_bytes());
         }
         let reply: redis::Value = self.with_conn(
-            || format!("reserving a job for {worker_id}"),
+            || format!("reserving a job for {}", me.id),
             |c, _, s| {
                 c.send_packed_command(&cmd)?;
                 // An error reply arrives as a value; make it an error.
@@ -514,6 +519,27 @@ impl Store {
         Err(Error::NotFound(format!(
             "worker {worker_id} kept changing its job while being unregistered; it looks alive"
         )))
+    }
+
+    /// What Redis holds under one worker id: whether it is in `workers`, its
+    /// in-flight record (as bytes: other programs write it) and heartbeat.
+    pub fn registration(&mut self, worker_id: &str) -> Result<Registration> {
+        let (registered, in_flight, heartbeat): (bool, Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .with_conn(
+                || format!("reading the registration of {worker_id}"),
+                |c, k, _| {
+                    redis::pipe()
+                        .sismember(k.workers(), worker_id)
+                        .get(k.worker(worker_id))
+                        .hget(k.heartbeat(), worker_id)
+                        .query(c)
+                },
+            )?;
+        Ok(Registration {
+            registered,
+            in_flight,
+            heartbeat: heartbeat.map(|h| String::from_utf8_lossy(&h).into_owned()),
+        })
     }
 
     /// Every field of `workers:heartbeat`: worker id and its heartbeat text.
@@ -943,6 +969,24 @@ impl Store {
     }
 }
 
+/// What Redis holds under one worker id; see [`Store::registration`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// The id is in `workers`.
+    pub registered: bool,
+    /// `worker:ID`, exact bytes.
+    pub in_flight: Option<Vec<u8>>,
+    /// Its field of `workers:heartbeat`.
+    pub heartbeat: Option<String>,
+}
+
+impl Registration {
+    /// True when nothing at all is left under the id.
+    pub fn is_empty(&self) -> bool {
+        !self.registered && self.in_flight.is_none() && self.heartbeat.is_none()
+    }
+}
+
 /// The outcome of asking for Ruby's pruning lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PruneLock {
@@ -1023,6 +1067,9 @@ fn parse_reserve_reply(reply: redis::Value) -> Result<Reserved> {
         Some(0) => Ok(Reserved::Empty),
         Some(-1) => Ok(Reserved::Paused),
         Some(-2) => Ok(Reserved::Held {
+            in_flight: bytes(items.get(1)).ok_or_else(|| bad("no record"))?,
+        }),
+        Some(-3) => Ok(Reserved::HeldByAnother {
             in_flight: bytes(items.get(1)).ok_or_else(|| bad("no record"))?,
         }),
         Some(i) if i > 0 => Ok(Reserved::Job {

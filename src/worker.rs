@@ -26,6 +26,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const HOUSEKEEPING_RETRY: Duration = Duration::from_secs(5);
+/// How often a starting worker looks at the heartbeat of another process
+/// that had its id.
+const ID_WATCH_STEP: Duration = Duration::from_millis(250);
 /// How long after a held pruning lock expires a worker looks again.
 const PRUNE_LOCK_MARGIN: Duration = Duration::from_millis(500);
 const REDIS_RETRY_MIN: Duration = Duration::from_millis(100);
@@ -87,10 +90,7 @@ impl Outage {
 
 /// A registered worker and its loop.
 pub struct Worker<'r> {
-    id: String,
-    /// `host:pid`, the id without its queues (node-resque's worker name).
-    name: String,
-    hostname: String,
+    me: Identity,
     settings: WorkerSettings,
     store: Store,
     registry: &'r Registry,
@@ -111,21 +111,12 @@ pub struct Worker<'r> {
     queues: Option<(Rc<QueueSet>, Instant)>,
     /// BLOCKING mode's wait.
     doorbells: Option<Doorbells>,
+    /// Set when another live process turned out to share our id.
+    id_conflict: Option<Error>,
 }
 
-/// This host's name as Resque writes it in worker ids (the uname nodename),
-/// with any `:` replaced, since ids are split on `:`.
-pub fn hostname() -> String {
-    let name = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = name.replace(':', "-");
-    if name.is_empty() {
-        "localhost".to_string()
-    } else {
-        name
-    }
-}
+pub use crate::identity::hostname;
+use crate::identity::Identity;
 
 impl<'r> Worker<'r> {
     /// Routes signals and prepares the connection; does not contact Redis.
@@ -134,9 +125,7 @@ impl<'r> Worker<'r> {
         redis: &RedisSettings,
         registry: &'r Registry,
     ) -> Result<Worker<'r>> {
-        let hostname = hostname();
-        let name = format!("{hostname}:{}", std::process::id());
-        let id = format!("{name}:{}", settings.queues.id_part());
+        let me = Identity::of_this_process(&settings.queues.id_part());
         let store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
         let signals =
             SignalPipe::install(HANDLED).map_err(|e| Error::io("installing signal handlers", e))?;
@@ -152,9 +141,7 @@ impl<'r> Worker<'r> {
         };
         Ok(Worker {
             doorbells,
-            id,
-            name,
-            hostname,
+            me,
             exec: ExecHandler::new(settings.jobs_dir.clone(), settings.limits.memory_bytes),
             settings,
             store,
@@ -170,12 +157,13 @@ impl<'r> Worker<'r> {
             outage: Outage::default(),
             jobs_done: 0,
             queues: None,
+            id_conflict: None,
         })
     }
 
     /// This worker's id, `host:pid:queues`.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.me.id
     }
 
     /// Registers, works until told to stop (or, with a zero interval, until
@@ -187,21 +175,27 @@ impl<'r> Worker<'r> {
         // Unregister even if the loop panics (a bug): a registered worker
         // that no longer runs would otherwise wait for pruning.
         let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work_loop()));
+        // Our id is in use by another live process: what is registered under
+        // it is that process's, not ours to remove or file.
+        if let Some(conflict) = self.id_conflict.take() {
+            return Err(conflict);
+        }
         self.unregister();
-        self.registry.hooks().worker_exit(&self.id);
+        self.registry.hooks().worker_exit(&self.me.id);
         if let Err(panic) = looped {
             std::panic::resume_unwind(panic);
         }
         Ok(())
     }
 
-    /// Heartbeat, prune, register. Waits up to REDIS_STARTUP_TIMEOUT for an
-    /// unreachable Redis. Returns false when stopped by a signal meanwhile.
+    /// Claim the id, heartbeat, prune, register. Waits up to
+    /// REDIS_STARTUP_TIMEOUT for an unreachable Redis. Returns false when
+    /// stopped by a signal meanwhile.
     fn startup(&mut self) -> Result<bool> {
         proctitle::set("Starting");
         let give_up = Instant::now() + self.settings.redis_startup_timeout;
         let mut retry = REDIS_RETRY_MIN;
-        while let Err(e) = self.heartbeat() {
+        while let Err(e) = self.store.ping() {
             if !e.is_connection() || Instant::now() >= give_up {
                 return Err(e);
             }
@@ -212,24 +206,97 @@ impl<'r> Worker<'r> {
                 );
                 self.outage.since = Some(Instant::now());
             }
-            self.idle(retry.min(give_up.saturating_duration_since(Instant::now())));
+            self.pause(retry.min(give_up.saturating_duration_since(Instant::now())));
             if self.stop.is_some() {
                 return Ok(false);
             }
             retry = (retry * 2).min(REDIS_RETRY_MAX);
         }
         self.outage.ok();
+        if !self.claim_id()? {
+            return Ok(false);
+        }
+        self.heartbeat()?;
         self.prune();
-        self.registry.hooks().before_first_fork(&self.id);
+        self.registry.hooks().before_first_fork(&self.me.id);
         let started = timefmt::ruby_time(timefmt::now_epoch());
-        self.store.register(&self.id, &started)?;
+        self.store.register(&self.me.id, &started)?;
         log::info!(
             "worker {} started: queues {}, interval {}s, jobs dir {}",
-            self.id,
+            self.me.id,
             self.settings.queues.id_part(),
             self.settings.interval.as_secs_f64(),
             self.exec.jobs_dir().display()
         );
+        Ok(true)
+    }
+
+    /// Makes sure no other live process uses our id, then accounts for what
+    /// a dead predecessor with our id left behind (a container restarted
+    /// with the same hostname runs us as the same pid): its job goes through
+    /// the orphan path, as pruning would file it. A live process rewrites
+    /// its heartbeat every HEARTBEAT_INTERVAL, so one whose heartbeat is
+    /// younger than twice that is watched until it either advances (a live
+    /// twin: refuse to start) or ages past it (dead). Returns false when
+    /// stopped by a signal meanwhile.
+    fn claim_id(&mut self) -> Result<bool> {
+        let found = self.store.registration(&self.me.id)?;
+        if found.is_empty() {
+            return Ok(true);
+        }
+        let fresh_for = (self.settings.heartbeat_interval * 2).as_secs().max(1) as i64;
+        if let Some(beat) = &found.heartbeat {
+            let mut said = false;
+            loop {
+                let now = self.store.server_time()?;
+                let age = timefmt::parse_iso8601(beat).map(|at| now - at);
+                if age.is_none_or(|age| age > fresh_for) {
+                    break;
+                }
+                if !std::mem::replace(&mut said, true) {
+                    log::warn!(
+                        "worker id {} has a heartbeat {}s old: waiting until it is {fresh_for}s old, to tell a dead predecessor from a live process with the same id",
+                        self.me.id,
+                        age.unwrap_or_default()
+                    );
+                }
+                self.pause(ID_WATCH_STEP);
+                if self.stop.is_some() {
+                    return Ok(false);
+                }
+                let again = self.store.registration(&self.me.id)?;
+                match &again.heartbeat {
+                    Some(b) if b == beat => {}
+                    Some(_) => {
+                        return Err(Error::Conflict(format!(
+                            "another live process is using worker id {} (its heartbeat advanced while we watched): the same hostname and pid in another PID namespace? Give each worker host its own hostname",
+                            self.me.id
+                        )))
+                    }
+                    // Pruned meanwhile: nothing left to wait for.
+                    None => break,
+                }
+            }
+        }
+        let failure = |_: &str| Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
+        let requeue = self.settings.prune.requeue_orphans;
+        let job = self
+            .store
+            .unregister(&self.me.id, &failure, requeue, timefmt::now_epoch())?;
+        let what = match &job {
+            Unregistered::Idle => "it held no job".to_string(),
+            Unregistered::Failed { class, .. } => {
+                format!("its job {class} is recorded as failed")
+            }
+            Unregistered::Requeued { class, queue } => {
+                format!("its job {class} is back at the head of {queue}")
+            }
+        };
+        log::warn!(
+            "worker id {} was left registered by a dead predecessor with the same id; {what}",
+            self.me.id
+        );
+        self.orphan_hooks(std::iter::once(&job));
         Ok(true)
     }
 
@@ -311,14 +378,8 @@ impl<'r> Worker<'r> {
             let reserved = if queues.is_empty() {
                 Reserved::Empty
             } else {
-                self.store.reserve(
-                    &self.id,
-                    &self.name,
-                    &queues,
-                    &timefmt::iso8601_z(now),
-                    now,
-                    true,
-                )?
+                self.store
+                    .reserve(&self.me, &queues, &timefmt::iso8601_z(now), now, true)?
             };
             match reserved {
                 Reserved::Empty if !fresh => {
@@ -333,6 +394,16 @@ impl<'r> Worker<'r> {
                 } => {
                     let queue = queues.names().get(queue_index).cloned().unwrap_or_default();
                     self.process(&queue, payload, &in_flight);
+                    return Ok(Turn::Worked);
+                }
+                Reserved::HeldByAnother { .. } => {
+                    let err = Error::Conflict(format!(
+                        "another live process is using worker id {}: worker:ID holds a job it reserved (the same hostname and pid in another PID namespace?); stopping without touching it",
+                        self.me.id
+                    ));
+                    log::error!("{err}");
+                    self.id_conflict = Some(err);
+                    self.stop = Some(Stop::Now);
                     return Ok(Turn::Worked);
                 }
                 Reserved::Held { in_flight } => {
@@ -393,9 +464,9 @@ impl<'r> Worker<'r> {
         }
         let record = failure
             .as_ref()
-            .map(|f| failure_record(&text, queue, f, &self.id, timefmt::now_epoch()));
+            .map(|f| failure_record(&text, queue, f, &self.me.id, timefmt::now_epoch()));
         self.record(&Outcome {
-            worker_id: &self.id.clone(),
+            worker_id: &self.me.id.clone(),
             in_flight,
             failure_record: record.as_deref(),
             status_key: status_key.as_deref(),
@@ -421,7 +492,7 @@ impl<'r> Worker<'r> {
             job,
             self.registry,
             &self.exec,
-            &self.id,
+            &self.me.id,
             &self.signals,
             memory,
         ) {
@@ -536,6 +607,13 @@ impl<'r> Worker<'r> {
             return self.idle(duration);
         }
         self.wait(duration, true);
+    }
+
+    /// Sleeps up to `duration` serving signals only, returning early on one:
+    /// for startup, before the id is ours to heartbeat under.
+    fn pause(&mut self, duration: Duration) {
+        signals::wait_readable(&[self.signals.fd()], duration);
+        self.handle_signals(None);
     }
 
     /// Sleeps up to `duration`, returning early when a signal changes what
@@ -694,7 +772,7 @@ impl<'r> Worker<'r> {
     fn heartbeat(&mut self) -> Result<()> {
         let now = self.store.server_time()?;
         self.store
-            .heartbeat(&self.id, &timefmt::iso8601_offset(now))?;
+            .heartbeat(&self.me.id, &timefmt::iso8601_offset(now))?;
         self.next_heartbeat = Instant::now() + self.settings.heartbeat_interval;
         Ok(())
     }
@@ -702,8 +780,8 @@ impl<'r> Worker<'r> {
     fn prune(&mut self) {
         match prune::prune(
             &mut self.store,
-            &self.id,
-            &self.hostname,
+            &self.me.id,
+            &self.me.hostname,
             &self.settings.prune,
         ) {
             Ok(PruneRun::Done(pruned)) => {
@@ -752,7 +830,7 @@ impl<'r> Worker<'r> {
                     if !recorded {
                         log::warn!(
                             "the job of {} was already recorded (an earlier attempt whose reply was lost, or a pruner); not counting it again",
-                            self.id
+                            self.me.id
                         );
                     }
                     return;
@@ -765,7 +843,7 @@ impl<'r> Worker<'r> {
                         if Instant::now() >= at {
                             log::error!(
                                 "stopping without recording the outcome of the job of {}; it stays in worker:ID and the next pruning records it as {}",
-                                self.id,
+                                self.me.id,
                                 exceptions::DIRTY_EXIT
                             );
                             return;
@@ -784,13 +862,13 @@ impl<'r> Worker<'r> {
         for attempt in 1..=3 {
             match self
                 .store
-                .unregister(&self.id, &failure, requeue, timefmt::now_epoch())
+                .unregister(&self.me.id, &failure, requeue, timefmt::now_epoch())
             {
                 Ok(job) => {
                     let t = self.store.traffic();
                     log::info!(
                         "worker {} unregistered after {} jobs (Redis: {} round trips, {} commands)",
-                        self.id,
+                        self.me.id,
                         self.jobs_done,
                         t.round_trips,
                         t.commands

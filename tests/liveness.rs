@@ -433,3 +433,111 @@ fn a_worker_that_found_the_lock_held_prunes_once_it_expires() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+/// The worker as PID 1 of a new PID namespace, as in a container, so two
+/// runs get the same id. `None` (the test is skipped) where that cannot be
+/// done: it needs root and util-linux's unshare.
+fn in_pid_namespace(
+    redis: &RedisServer,
+    jobs: &JobsDir,
+    interval: &str,
+) -> Option<std::process::Command> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let works = root
+        && std::process::Command::new("unshare")
+            .args(["-pf", "--mount-proc", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !works {
+        eprintln!("skipped: needs root and unshare to run a worker as PID 1");
+        return None;
+    }
+    let plain = worker(redis, jobs, "q", interval);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-pf", "--mount-proc", bin()]).env_clear();
+    for (k, v) in plain.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("HEARTBEAT_INTERVAL", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    Some(cmd)
+}
+
+/// The host pid of the worker that is PID 1 under `unshare`.
+fn namespace_init(unshare: &std::process::Child) -> u32 {
+    let mut init = 0;
+    wait_until("unshare starts the worker", || {
+        init = children(unshare.id()).first().copied().unwrap_or(0);
+        init != 0
+    });
+    init
+}
+
+#[test]
+fn a_restarted_worker_with_the_same_id_files_its_predecessors_job_and_never_reruns_it() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let Some(mut first) = in_pid_namespace(&redis, &jobs, "0.1") else {
+        return;
+    };
+    let gate = jobs.gated("Slow", 0);
+    redis.push("q", r#"{"class":"Slow","args":["once"]}"#);
+    let mut first = first.spawn().unwrap();
+    let init = namespace_init(&first);
+    wait_until("the job starts", || jobs.job_pids("Slow").len() == 1);
+    let id = format!("{}:1:q", hostname());
+    assert!(redis.get(&format!("resque:worker:{id}")).is_some());
+    signal(init, libc::SIGKILL);
+    wait_exit(&mut first);
+    // Were the job run again, it would finish at once.
+    std::fs::write(&gate, "").unwrap();
+
+    let second = in_pid_namespace(&redis, &jobs, "0").unwrap();
+    let out = run(second);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(jobs.job_pids("Slow").len(), 1, "the job ran again: {log}");
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1, "{log}");
+    assert_eq!(failures[0]["exception"], "Resque::DirtyExit");
+    assert_eq!(failures[0]["worker"], id.as_str());
+    assert_eq!(failures[0]["payload"]["args"][0], "once");
+    assert!(redis.members("resque:workers").is_empty());
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+}
+
+#[test]
+fn a_second_live_process_with_the_same_id_refuses_to_start() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let Some(mut first) = in_pid_namespace(&redis, &jobs, "0.1") else {
+        return;
+    };
+    let mut first = first.spawn().unwrap();
+    let init = namespace_init(&first);
+    let id = format!("{}:1:q", hostname());
+    wait_until("the first worker registers", || {
+        redis.members("resque:workers") == vec![id.clone()]
+    });
+    let twin = in_pid_namespace(&redis, &jobs, "0.1").unwrap();
+    let out = run(twin);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("another live process is using worker id {id}")),
+        "{log}"
+    );
+    // The first one is untouched and still works.
+    assert_eq!(redis.members("resque:workers"), vec![id.clone()]);
+    let ran = jobs.scratch("ran");
+    jobs.add("Touch", &format!("touch {}", ran.display()));
+    redis.push("q", r#"{"class":"Touch","args":[]}"#);
+    wait_until("the first worker runs a job", || ran.exists());
+    signal(init, libc::SIGQUIT);
+    assert!(wait_exit(&mut first).success());
+    assert!(redis.members("resque:workers").is_empty());
+}

@@ -60,10 +60,13 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
     let record = redis.get(&format!("resque:worker:{worker_id}")).unwrap();
     let run_at = &record[record.find("\"run_at\":\"").unwrap() + 10..][..20];
     assert!(is_iso_z(run_at), "{run_at}");
+    // Ours: the process's token, last (peers ignore fields they do not know).
+    let token = &record[record.find("\"token\":\"").unwrap() + 9..][..32];
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
     assert_eq!(
         record,
         format!(
-            r#"{{"queue":"mail","run_at":"{run_at}","payload":{payload},"worker":"{}:{pid}"}}"#,
+            r#"{{"queue":"mail","run_at":"{run_at}","payload":{payload},"worker":"{}:{pid}","token":"{token}"}}"#,
             hostname()
         )
     );

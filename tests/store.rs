@@ -4,8 +4,19 @@
 mod common;
 
 use common::*;
+use resque_fork::identity::Identity;
 use resque_fork::store::{Outcome, QueueSet, Reserved, Store};
 use resque_fork::Keys;
+
+/// Worker `h:1:q`, as the process holding `token`.
+fn me(token: &str) -> Identity {
+    Identity {
+        id: "h:1:q".into(),
+        name: "h:1".into(),
+        hostname: "h".into(),
+        token: token.into(),
+    }
+}
 
 fn store(redis: &RedisServer) -> Store {
     Store::connect(&redis.url(), Keys::default()).unwrap()
@@ -14,8 +25,7 @@ fn store(redis: &RedisServer) -> Store {
 /// Reserves from queue `q` as worker `h:1:q`.
 fn reserve(s: &mut Store) -> Reserved {
     s.reserve(
-        "h:1:q",
-        "h:1",
+        &me("t1"),
         &QueueSet::new(&Keys::default(), vec!["q".to_string()]),
         "2024-01-15T10:30:00Z",
         1,
@@ -32,7 +42,7 @@ fn a_retried_reserve_resumes_the_held_job_instead_of_taking_another() {
     let mut s = store(&redis);
     let queues = QueueSet::new(s.keys(), vec!["q".to_string()]);
     let first = s
-        .reserve("h:1:q", "h:1", &queues, "2024-01-15T10:30:00Z", 1, true)
+        .reserve(&me("t1"), &queues, "2024-01-15T10:30:00Z", 1, true)
         .unwrap();
     let Reserved::Job {
         in_flight, payload, ..
@@ -43,7 +53,7 @@ fn a_retried_reserve_resumes_the_held_job_instead_of_taking_another() {
     assert_eq!(payload, br#"{"class":"A","args":[1]}"#);
     // As if the reply had been lost: the same worker reserves again.
     let again = s
-        .reserve("h:1:q", "h:1", &queues, "2024-01-15T10:31:00Z", 2, true)
+        .reserve(&me("t1"), &queues, "2024-01-15T10:31:00Z", 2, true)
         .unwrap();
     assert_eq!(
         again,
@@ -52,6 +62,25 @@ fn a_retried_reserve_resumes_the_held_job_instead_of_taking_another() {
         }
     );
     assert_eq!(redis.llen("resque:queue:q"), 1, "B is still queued");
+    // Another process with the same id (a restarted container, a twin in
+    // another PID namespace) is never handed that job, nor a new one.
+    let other = s
+        .reserve(&me("t2"), &queues, "2024-01-15T10:32:00Z", 3, true)
+        .unwrap();
+    assert_eq!(
+        other,
+        Reserved::HeldByAnother {
+            in_flight: in_flight.clone()
+        }
+    );
+    assert_eq!(redis.llen("resque:queue:q"), 1, "B is still queued");
+    assert_eq!(
+        redis.get("resque:worker:h:1:q").unwrap().as_bytes(),
+        &in_flight[..]
+    );
+    assert!(String::from_utf8(in_flight)
+        .unwrap()
+        .ends_with(r#","worker":"h:1","token":"t1"}"#));
 }
 
 #[test]

@@ -3,12 +3,18 @@
 -- KEYS[1] worker:ID   KEYS[2] pause-all-workers   KEYS[3..] queue lists
 -- ARGV[1] run_at (JSON string)   ARGV[2] worker name host:pid (JSON string)
 -- ARGV[3] key prefix   ARGV[4] now (epoch s)   ARGV[5] '1' = honour pause-all-workers
+-- ARGV[6] this process's token (hex), the record's last field
 -- Returns {0} when every queue is empty, {-1} when paused, {-2, record} when
--- worker:ID already holds a job (an earlier reserve whose reply was lost: the
--- worker resumes it instead of overwriting it), else
--- {queue index (1-based), payload, the worker:ID record}.
+-- worker:ID already holds a job under our token (an earlier reserve whose
+-- reply was lost: the worker resumes it instead of overwriting it), {-3,
+-- record} when it holds one under another process's token (never ours to
+-- run), else {queue index (1-based), payload, the worker:ID record}.
+local token_field = ',"token":"' .. ARGV[6] .. '"}'
 local held = redis.call('GET', KEYS[1])
-if held then return {-2, held} end
+if held then
+  if string.sub(held, -#token_field) == token_field then return {-2, held} end
+  return {-3, held}
+end
 if ARGV[5] == '1' then
   local pause = redis.call('GET', KEYS[2])
   if pause and string.match(string.lower(pause), '^%s*(.-)%s*$') == 'true' then
@@ -56,7 +62,7 @@ if raw then
     payload = '{"raw":' .. cjson.encode(raw) .. '}'
   end
   local record = '{"queue":' .. queue .. ',"run_at":' .. ARGV[1] ..
-    ',"payload":' .. payload .. ',"worker":' .. ARGV[2] .. '}'
+    ',"payload":' .. payload .. ',"worker":' .. ARGV[2] .. token_field
   redis.call('SET', KEYS[1], record)
   if job and type(job.id) == 'string' and job.id ~= '' then
     local pfx = ''
