@@ -60,22 +60,24 @@ pub fn queue_show(store: &mut Store, queue: &str, limit: usize) -> Result<Vec<Qu
     Ok(payloads
         .into_iter()
         .enumerate()
-        .map(|(index, text)| match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(o)) => QueuedJob {
-                index,
-                class: o.get("class").and_then(Value::as_str).map(String::from),
-                args: o.get("args").cloned().unwrap_or(Value::Null),
-                id: o.get("id").and_then(Value::as_str).map(String::from),
-                raw: None,
+        .map(
+            |(index, text)| match serde_json::from_slice::<Value>(&text) {
+                Ok(Value::Object(o)) => QueuedJob {
+                    index,
+                    class: o.get("class").and_then(Value::as_str).map(String::from),
+                    args: o.get("args").cloned().unwrap_or(Value::Null),
+                    id: o.get("id").and_then(Value::as_str).map(String::from),
+                    raw: None,
+                },
+                _ => QueuedJob {
+                    index,
+                    class: None,
+                    args: Value::Null,
+                    id: None,
+                    raw: Some(String::from_utf8_lossy(&text).into_owned()),
+                },
             },
-            _ => QueuedJob {
-                index,
-                class: None,
-                args: Value::Null,
-                id: None,
-                raw: Some(text),
-            },
-        })
+        )
         .collect())
 }
 
@@ -158,7 +160,7 @@ fn worker_row(
         k.in_flight
             .as_deref()
             .filter(|s| !s.is_empty())
-            .map(|text| match WorkerRecord::parse(text) {
+            .map(|text| match WorkerRecord::parse(text.as_bytes()) {
                 Some(r) => WorkerJob {
                     class: r.class(),
                     running_for: r

@@ -16,12 +16,22 @@ pub struct Job {
     queue: String,
     class: String,
     args: Vec<Value>,
+    /// The `args` array exactly as written (`[]` when absent or `null`).
+    args_raw: Box<RawValue>,
+    /// Each element of `args`, exactly as written.
+    arg_raws: Vec<Box<RawValue>>,
     fields: Map<String, Value>,
 }
 
 /// Why a payload could not be run. Each becomes a failure record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MalformedPayload {
+    /// The bytes are not UTF-8, so not JSON text; the failure record keeps
+    /// them in `raw_base64`.
+    NotUtf8 {
+        /// Where the first invalid byte sits.
+        offset: usize,
+    },
     /// The text is not JSON at all.
     NotJson(String),
     /// Valid JSON, but not an object.
@@ -35,6 +45,10 @@ pub enum MalformedPayload {
 impl fmt::Display for MalformedPayload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            MalformedPayload::NotUtf8 { offset } => write!(
+                f,
+                "payload is not valid UTF-8 (invalid byte at offset {offset}); its exact bytes are in raw_base64"
+            ),
             MalformedPayload::NotJson(e) => write!(f, "payload is not valid JSON ({e})"),
             MalformedPayload::NotObject => write!(f, "payload is not a JSON object"),
             MalformedPayload::MissingClass => {
@@ -71,11 +85,23 @@ impl Job {
             Some(Value::Array(a)) => a.clone(),
             Some(_) => return Err(MalformedPayload::ArgsNotArray),
         };
+        let args_raw = if args.is_empty() && !matches!(fields.get("args"), Some(Value::Array(_))) {
+            empty_array()
+        } else {
+            raw_args(raw).unwrap_or_else(|| {
+                // Only a payload with `args` twice gets here: the last one
+                // counts, as in the decoded fields.
+                serde_json::value::to_raw_value(&args).unwrap_or_else(|_| empty_array())
+            })
+        };
+        let arg_raws: Vec<Box<RawValue>> = serde_json::from_str(args_raw.get()).unwrap_or_default();
         Ok(Job {
             raw: raw.to_string(),
             queue: queue.to_string(),
             class,
             args,
+            args_raw,
+            arg_raws,
             fields,
         })
     }
@@ -95,18 +121,41 @@ impl Job {
         &self.class
     }
 
-    /// The whole `args` array. php-resque jobs carry their arguments as one
-    /// object in `args[0]`.
+    /// The whole `args` array, decoded. php-resque jobs carry their
+    /// arguments as one object in `args[0]`. Numbers beyond what `f64`,
+    /// `i64` and `u64` hold exactly are rounded here; [`Job::arg_raw`] and
+    /// [`Job::args_raw`] give them as written.
     pub fn args(&self) -> &[Value] {
         &self.args
     }
 
-    /// The `args` array as JSON text, as handed to exec-handler programs.
+    /// The `args` array exactly as written in the payload: numbers, key
+    /// order, escapes and spacing untouched.
+    ///
+    /// ```
+    /// use resque_fork::Job;
+    /// let job = Job::parse(r#"{"class":"A","args":[12345678901234567890123, 1.50]}"#, "q").unwrap();
+    /// assert_eq!(job.args_raw().get(), "[12345678901234567890123, 1.50]");
+    /// assert_eq!(job.arg_raw(1).map(|a| a.get()), Some("1.50"));
+    /// ```
+    pub fn args_raw(&self) -> &RawValue {
+        &self.args_raw
+    }
+
+    /// One element of `args`, exactly as written.
+    pub fn arg_raw(&self, index: usize) -> Option<&RawValue> {
+        self.arg_raws.get(index).map(|a| &**a)
+    }
+
+    /// Every element of `args`, exactly as written.
+    pub fn arg_raws(&self) -> &[Box<RawValue>] {
+        &self.arg_raws
+    }
+
+    /// The `args` array as JSON text, byte for byte as in the payload, as
+    /// handed to exec-handler programs.
     pub fn args_json(&self) -> String {
-        match self.fields.get("args") {
-            Some(v @ Value::Array(_)) => v.to_string(),
-            _ => "[]".to_string(),
-        }
+        self.args_raw.get().to_string()
     }
 
     /// The payload's `id` (php-resque, node-resque and our own enqueue set it).
@@ -190,6 +239,26 @@ pub struct FailureRecord<'a> {
     pub queue: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
+}
+
+/// The exact text of the payload's `args` field, when it has exactly one.
+fn raw_args(raw: &str) -> Option<Box<RawValue>> {
+    #[derive(Deserialize)]
+    struct ArgsOnly<'a> {
+        #[serde(borrow)]
+        args: &'a RawValue,
+    }
+    serde_json::from_str::<ArgsOnly>(raw)
+        .ok()
+        .map(|a| a.args.to_owned())
+}
+
+/// `[]` as raw JSON.
+fn empty_array() -> Box<RawValue> {
+    // A literal known to be valid JSON.
+    RawValue::from_string("[]".to_string()).unwrap_or_else(|_| unreachable!())
 }
 
 /// The JSON text of `null`, for records whose payload is not an object.
@@ -199,28 +268,29 @@ fn null_raw() -> &'static RawValue {
 }
 
 /// Builds the failure record text for a payload popped from `queue`:
-/// `payload` is the popped text embedded verbatim, or `null` (with the text
-/// in `raw`) when it is not a JSON object.
+/// `payload` is the popped text embedded verbatim, or `null` when it is not a
+/// JSON object; then `raw` keeps the text, or, when the bytes are not UTF-8,
+/// `raw_base64` keeps them (standard alphabet, padded), so nothing is lost or
+/// altered.
 ///
 /// ```
 /// use resque_fork::payload::{failure_record, Failure};
-/// let rec = failure_record(r#"{"class":"Mailer","args":[]}"#, "mail",
+/// let rec = failure_record(br#"{"class":"Mailer","args":[]}"#, "mail",
 ///     &Failure::new("RuntimeError", "boom"), "web1:4242:mail", 1705314600);
 /// assert_eq!(rec, r#"{"failed_at":"2024/01/15 10:30:00 UTC","payload":{"class":"Mailer","args":[]},"exception":"RuntimeError","error":"boom","backtrace":[],"worker":"web1:4242:mail","queue":"mail"}"#);
 /// ```
 pub fn failure_record(
-    raw_payload: &str,
+    raw_payload: &[u8],
     queue: &str,
     failure: &Failure,
     worker: &str,
     now: i64,
 ) -> String {
-    let trimmed = raw_payload.trim();
-    let object = if trimmed.starts_with('{') {
-        serde_json::from_str::<&RawValue>(trimmed).ok()
-    } else {
-        None
-    };
+    let text = std::str::from_utf8(raw_payload).ok();
+    let object = text
+        .map(str::trim)
+        .filter(|t| t.starts_with('{'))
+        .and_then(|t| serde_json::from_str::<&RawValue>(t).ok());
     let record = FailureRecord {
         failed_at: crate::timefmt::failed_at(now),
         payload: match object {
@@ -232,14 +302,38 @@ pub fn failure_record(
         backtrace: &failure.backtrace,
         worker,
         queue,
-        raw: if object.is_none() {
-            Some(raw_payload)
-        } else {
-            None
-        },
+        raw: text.filter(|_| object.is_none()),
+        raw_base64: text.is_none().then(|| base64(raw_payload)),
     };
     // Serializing borrowed strings and valid raw JSON cannot fail.
     serde_json::to_string(&record).unwrap_or_default()
+}
+
+/// Standard base64 (RFC 4648 alphabet, padded): how bytes that are not UTF-8
+/// are kept in a JSON record. The reserve script writes the same encoding.
+///
+/// ```
+/// use resque_fork::payload::base64;
+/// assert_eq!(base64(b"foob"), "Zm9vYg==");
+/// assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+/// ```
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63])
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }
 
 /// The in-flight record in `worker:ID`, as read back (by pruning, or by the
@@ -254,9 +348,10 @@ pub struct WorkerRecord {
 }
 
 impl WorkerRecord {
-    /// Parses a `worker:ID` value; `None` when it is not a record.
-    pub fn parse(text: &str) -> Option<WorkerRecord> {
-        serde_json::from_str(text).ok()
+    /// Parses a `worker:ID` value, as the bytes another program may have
+    /// written; `None` when it is not a record.
+    pub fn parse(bytes: &[u8]) -> Option<WorkerRecord> {
+        serde_json::from_slice(bytes).ok()
     }
 
     /// The job class named in the payload, if any.
@@ -399,7 +494,7 @@ mod tests {
     fn failure_record_golden() {
         // Written out by hand from RESQUE_PROTOCOL.md 2.7.
         let rec = failure_record(
-            r#"{"class":"Mailer","args":[7,"welcome"]}"#,
+            br#"{"class":"Mailer","args":[7,"welcome"]}"#,
             "mail",
             &Failure {
                 exception: "RuntimeError".into(),
@@ -418,13 +513,13 @@ mod tests {
     #[test]
     fn failure_record_keeps_payload_bytes() {
         let raw = r#"{"class":"A","args":[1.50, "\u00e9/x"],"zzz":{}}"#;
-        let rec = failure_record(raw, "q", &Failure::new("E", "m"), "w", 0);
+        let rec = failure_record(raw.as_bytes(), "q", &Failure::new("E", "m"), "w", 0);
         assert!(rec.contains(raw), "{rec}");
     }
 
     #[test]
     fn failure_record_of_non_object_keeps_raw() {
-        let rec = failure_record("not json", "q", &Failure::new("E", "m"), "w", 0);
+        let rec = failure_record(b"not json", "q", &Failure::new("E", "m"), "w", 0);
         let v: Value = serde_json::from_str(&rec).unwrap();
         assert_eq!(v["payload"], Value::Null);
         assert_eq!(v["raw"], "not json");
@@ -432,9 +527,71 @@ mod tests {
     }
 
     #[test]
+    fn failure_record_of_bytes_that_are_not_utf8_keeps_them_in_base64() {
+        let raw = b"{\"class\":\"A\",\"args\":[\"\xff\"]}";
+        let rec = failure_record(raw, "q", &Failure::new("E", "m"), "w", 0);
+        let v: Value = serde_json::from_str(&rec).unwrap();
+        assert_eq!(v["payload"], Value::Null);
+        assert_eq!(v.get("raw"), None);
+        assert_eq!(v["raw_base64"], base64(raw));
+        assert_eq!(v["raw_base64"], "eyJjbGFzcyI6IkEiLCJhcmdzIjpbIv8iXX0=");
+    }
+
+    #[test]
+    fn base64_vectors() {
+        // RFC 4648, section 10.
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), coded);
+        }
+    }
+
+    #[test]
+    fn args_are_kept_as_written() {
+        let job = Job::parse(
+            r#"{"class":"A","args":[12345678901234567890123, -5e-8, 1.50, {"b":1,"a":2}],"id":"x"}"#,
+            "q",
+        )
+        .unwrap();
+        assert_eq!(
+            job.args_json(),
+            r#"[12345678901234567890123, -5e-8, 1.50, {"b":1,"a":2}]"#
+        );
+        let raws: Vec<&str> = job.arg_raws().iter().map(|a| a.get()).collect();
+        assert_eq!(
+            raws,
+            [
+                "12345678901234567890123",
+                "-5e-8",
+                "1.50",
+                r#"{"b":1,"a":2}"#
+            ]
+        );
+        assert_eq!(
+            Job::parse(r#"{"class":"A","args":null}"#, "q")
+                .unwrap()
+                .args_json(),
+            "[]"
+        );
+        assert_eq!(
+            Job::parse(r#"{"class":"A","args":[ ]}"#, "q")
+                .unwrap()
+                .args_json(),
+            "[ ]"
+        );
+    }
+
+    #[test]
     fn worker_record_reads_class() {
         let rec = WorkerRecord::parse(
-            r#"{"queue":"mail","run_at":"2024-01-15T10:30:00Z","payload":{"class":"Mailer","args":[]},"worker":"w"}"#,
+            br#"{"queue":"mail","run_at":"2024-01-15T10:30:00Z","payload":{"class":"Mailer","args":[]},"worker":"w"}"#,
         )
         .unwrap();
         assert_eq!(rec.queue, "mail");

@@ -297,7 +297,7 @@ impl Producer {
         let payloads = store.queue_range(queue, 0, -1)?;
         let mut removed = 0;
         for text in payloads {
-            let Ok(Value::Object(job)) = serde_json::from_str::<Value>(&text) else {
+            let Ok(Value::Object(job)) = serde_json::from_slice::<Value>(&text) else {
                 continue;
             };
             let same_class = job.get("class").and_then(Value::as_str) == Some(class);

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::Keys;
-use crate::payload::{failure_record, mark_requeued, Failure, JobState, WorkerRecord};
+use crate::payload::{failure_record, mark_requeued, Failure, Job, JobState, WorkerRecord};
 use redis::{Client, Connection, Script};
 use std::time::Duration;
 
@@ -153,7 +153,11 @@ impl Store {
             traffic: Traffic::default(),
             keys,
             scripts: Scripts {
-                reserve: Script::new(&format!("{STATUS_LUA}\n{}", include_str!("lua/reserve.lua"))),
+                reserve: Script::new(&format!(
+                    "{STATUS_LUA}\n{}\n{}",
+                    include_str!("lua/strict_json.lua"),
+                    include_str!("lua/reserve.lua")
+                )),
                 record: Script::new(&format!("{STATUS_LUA}\n{}", include_str!("lua/record.lua"))),
                 unregister: Script::new(&format!(
                     "{STATUS_LUA}\n{}",
@@ -289,20 +293,30 @@ impl Store {
         )
     }
 
-    /// Every registered worker id.
+    /// Every registered worker id. Ids that are not UTF-8 (no peer writes
+    /// one) are left out with a log line.
     pub fn worker_ids(&mut self) -> Result<Vec<String>> {
-        self.with_conn(
+        let raw: Vec<Vec<u8>> = self.with_conn(
             || "reading the workers set".into(),
             |c, k, _| redis::cmd("SMEMBERS").arg(k.workers()).query(c),
-        )
+        )?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|id| utf8_or_skip(id, "workers"))
+            .collect())
     }
 
-    /// Every queue name in the `queues` set, sorted bytewise.
+    /// Every queue name in the `queues` set, sorted bytewise. Names that are
+    /// not UTF-8 are left out with a log line.
     pub fn queue_names(&mut self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.with_conn(
+        let raw: Vec<Vec<u8>> = self.with_conn(
             || "reading the queues set".into(),
             |c, k, _| redis::cmd("SMEMBERS").arg(k.queues()).query(c),
         )?;
+        let mut names: Vec<String> = raw
+            .into_iter()
+            .filter_map(|name| utf8_or_skip(name, "queues"))
+            .collect();
         names.sort_unstable();
         Ok(names)
     }
@@ -430,8 +444,9 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// The in-flight record of a worker, if it is working.
-    pub fn in_flight(&mut self, worker_id: &str) -> Result<Option<String>> {
+    /// The in-flight record of a worker, if it is working, as the bytes
+    /// another program may have written.
+    pub fn in_flight(&mut self, worker_id: &str) -> Result<Option<Vec<u8>>> {
         self.with_conn(
             || format!("reading the job of {worker_id}"),
             |c, k, _| redis::cmd("GET").arg(k.worker(worker_id)).query(c),
@@ -441,7 +456,8 @@ impl Store {
     /// Removes a worker and all its keys, atomically. A job it still held
     /// gets a failure record from `make_failure(class)` (and counts as
     /// processed and failed), or, with `requeue`, goes back to the head of
-    /// its queue once; see [`mark_requeued`].
+    /// its queue once; see [`mark_requeued`]. A record that cannot be
+    /// understood (not JSON, not UTF-8) is filed as it is, never skipped.
     pub fn unregister(
         &mut self,
         worker_id: &str,
@@ -456,14 +472,26 @@ impl Store {
             let mut plan = Unregistered::Idle;
             let (mut record, mut status_key, mut requeued, mut queue) =
                 (String::new(), String::new(), String::new(), String::new());
-            if let Some(text) = current.as_deref() {
-                let (payload, q, class) = match WorkerRecord::parse(text) {
-                    Some(r) => (r.payload.get().to_string(), r.queue.clone(), r.class()),
-                    None => (text.to_string(), String::new(), None),
+            if let Some(bytes) = current.as_deref() {
+                let (payload, q, class) = match WorkerRecord::parse(bytes) {
+                    Some(r) => (
+                        r.payload.get().as_bytes().to_vec(),
+                        r.queue.clone(),
+                        r.class(),
+                    ),
+                    None => (bytes.to_vec(), String::new(), None),
                 };
                 let class = class.unwrap_or_else(|| "<Unknown Job>".to_string());
-                status_key = best_effort_status_key(&self.keys, &payload).unwrap_or_default();
-                match mark_requeued(&payload, now).filter(|_| requeue && !q.is_empty()) {
+                let text = std::str::from_utf8(&payload).ok();
+                status_key = text
+                    .and_then(|p| best_effort_status_key(&self.keys, p))
+                    .unwrap_or_default();
+                // Only a runnable job goes back: a wrapped or broken payload
+                // requeued would lose its original text.
+                let marked = text
+                    .filter(|p| requeue && !q.is_empty() && Job::parse(p, &q).is_ok())
+                    .and_then(|p| mark_requeued(p, now));
+                match marked {
                     Some(marked) => {
                         requeued = marked;
                         plan = Unregistered::Requeued {
@@ -477,7 +505,7 @@ impl Store {
                         plan = Unregistered::Failed {
                             class,
                             orphan: Some(Orphan {
-                                payload: payload.clone(),
+                                payload: String::from_utf8_lossy(&payload).into_owned(),
                                 queue: q.clone(),
                                 failure,
                             }),
@@ -543,11 +571,17 @@ impl Store {
     }
 
     /// Every field of `workers:heartbeat`: worker id and its heartbeat text.
+    /// Fields whose id is not UTF-8 (no worker of any peer writes one) are
+    /// left out, so one bad field never stops pruning.
     pub fn heartbeats(&mut self) -> Result<Vec<(String, String)>> {
-        self.with_conn(
+        let raw: Vec<(Vec<u8>, Vec<u8>)> = self.with_conn(
             || "reading workers:heartbeat".into(),
             |c, k, _| redis::cmd("HGETALL").arg(k.heartbeat()).query(c),
-        )
+        )?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(id, beat)| Some((utf8_or_skip(id, "workers:heartbeat")?, lossy(beat))))
+            .collect())
     }
 
     /// Takes Ruby's pruning lock for `ttl_secs`, or says who holds it and
@@ -718,7 +752,7 @@ impl Store {
                     .query(c)
             },
         )?;
-        let in_flight: Vec<Option<String>> = if workers.is_empty() {
+        let in_flight: Vec<Option<Vec<u8>>> = if workers.is_empty() {
             Vec::new()
         } else {
             self.with_conn(
@@ -740,7 +774,7 @@ impl Store {
             workers: workers.len() as i64,
             working: in_flight
                 .iter()
-                .filter(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
+                .filter(|v| v.as_deref().is_some_and(|b| !b.is_empty()))
                 .count() as i64,
         })
     }
@@ -764,8 +798,9 @@ impl Store {
         Ok(names.into_iter().zip(lengths).collect())
     }
 
-    /// Payloads `start..=stop` of a queue (negative counts from the end).
-    pub fn queue_range(&mut self, queue: &str, start: isize, stop: isize) -> Result<Vec<String>> {
+    /// Payloads `start..=stop` of a queue (negative counts from the end),
+    /// as the bytes their writers pushed.
+    pub fn queue_range(&mut self, queue: &str, start: isize, stop: isize) -> Result<Vec<Vec<u8>>> {
         self.with_conn(
             || format!("reading queue {queue}"),
             |c, k, _| {
@@ -779,7 +814,7 @@ impl Store {
     }
 
     /// Removes every copy of `payload` from a queue; returns how many.
-    pub fn remove_from_queue(&mut self, queue: &str, payload: &str) -> Result<usize> {
+    pub fn remove_from_queue(&mut self, queue: &str, payload: &[u8]) -> Result<usize> {
         self.with_conn(
             || format!("removing a job from queue {queue}"),
             |c, k, _| {
@@ -828,14 +863,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        type Row = (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-        );
-        let rows: Vec<Row> = self.with_conn(
+        let rows: Vec<Vec<redis::Value>> = self.with_conn(
             || "reading the workers".into(),
             |c, k, _| {
                 let mut pipe = redis::pipe();
@@ -847,32 +875,30 @@ impl Store {
                         .get(k.worker_stat("failed", id));
                 }
                 let flat: Vec<redis::Value> = pipe.query(c)?;
-                flat.chunks(5)
-                    .map(|ch| {
-                        Ok((
-                            redis::from_redis_value(ch[0].clone())?,
-                            redis::from_redis_value(ch[1].clone())?,
-                            redis::from_redis_value(ch[2].clone())?,
-                            redis::from_redis_value(ch[3].clone())?,
-                            redis::from_redis_value(ch[4].clone())?,
-                        ))
-                    })
-                    .collect()
+                Ok(flat.chunks(5).map(<[redis::Value]>::to_vec).collect())
             },
         )?;
+        // Read leniently: these keys are written by every peer, and one odd
+        // value must not hide the others.
+        let text = |v: &redis::Value| -> Option<String> {
+            redis::from_redis_value::<Option<Vec<u8>>>(v.clone())
+                .ok()
+                .flatten()
+                .map(lossy)
+        };
+        let count =
+            |v: &redis::Value| -> i64 { text(v).and_then(|t| t.trim().parse().ok()).unwrap_or(0) };
         Ok(ids
             .iter()
             .zip(rows)
-            .map(
-                |(id, (in_flight, started, heartbeat, processed, failed))| WorkerKeys {
-                    id: id.clone(),
-                    in_flight,
-                    started,
-                    heartbeat,
-                    processed: processed.unwrap_or(0),
-                    failed: failed.unwrap_or(0),
-                },
-            )
+            .map(|(id, row)| WorkerKeys {
+                id: id.clone(),
+                in_flight: row.first().and_then(text),
+                started: row.get(1).and_then(text),
+                heartbeat: row.get(2).and_then(text),
+                processed: row.get(3).map(count).unwrap_or(0),
+                failed: row.get(4).map(count).unwrap_or(0),
+            })
             .collect())
     }
 
@@ -893,9 +919,11 @@ impl Store {
         )
     }
 
-    /// Failure records `start..=stop` (negative counts from the end).
+    /// Failure records `start..=stop` (negative counts from the end). Every
+    /// writer builds them as JSON text; a record that is not UTF-8 is shown
+    /// with U+FFFD, and acting on it by content then finds nothing.
     pub fn failed_range(&mut self, start: isize, stop: isize) -> Result<Vec<String>> {
-        self.with_conn(
+        let raw: Vec<Vec<u8>> = self.with_conn(
             || "reading the failed list".into(),
             |c, k, _| {
                 redis::cmd("LRANGE")
@@ -904,7 +932,8 @@ impl Store {
                     .arg(stop)
                     .query(c)
             },
-        )
+        )?;
+        Ok(raw.into_iter().map(lossy).collect())
     }
 
     /// Retries one failure record, found by its exact text; see
@@ -1033,6 +1062,24 @@ pub fn best_effort_status_key(keys: &Keys, payload: &str) -> Option<String> {
     let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
     let prefix = value.get("prefix").and_then(|p| p.as_str());
     Some(keys.job_status(prefix, id))
+}
+
+/// Text that another program wrote, shown with U+FFFD where it is not UTF-8.
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A name read from `set`, or `None` (logged) when it is not UTF-8: key
+/// names are built as text, so such a name cannot be acted on.
+fn utf8_or_skip(bytes: Vec<u8>, set: &str) -> Option<String> {
+    String::from_utf8(bytes)
+        .map_err(|e| {
+            log::warn!(
+                "skipping {:?} in {set}: it is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            )
+        })
+        .ok()
 }
 
 /// Quotes a string as JSON, for splicing into records built by the scripts.

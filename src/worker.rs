@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
 use crate::keys::Keys;
-use crate::payload::{exceptions, failure_record, Failure, Job, WorkerRecord};
+use crate::payload::{exceptions, failure_record, Failure, Job, MalformedPayload, WorkerRecord};
 use crate::proctitle;
 use crate::prune::{self, PruneRun};
 use crate::signals::{self, SignalPipe, HANDLED};
@@ -407,8 +407,7 @@ impl<'r> Worker<'r> {
                     return Ok(Turn::Worked);
                 }
                 Reserved::Held { in_flight } => {
-                    let text = String::from_utf8_lossy(&in_flight).into_owned();
-                    let (queue, payload) = match WorkerRecord::parse(&text) {
+                    let (queue, payload) = match WorkerRecord::parse(&in_flight) {
                         Some(r) => (r.queue.clone(), r.payload.get().as_bytes().to_vec()),
                         None => (String::new(), in_flight.clone()),
                     };
@@ -425,10 +424,15 @@ impl<'r> Worker<'r> {
     /// Runs (or refuses) one reserved job and records its outcome.
     fn process(&mut self, queue: &str, payload: Vec<u8>, in_flight: &[u8]) {
         self.jobs_done += 1;
-        let text = String::from_utf8(payload)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let started = Instant::now();
-        let (failure, status_key, pid_key, label) = match Job::parse(&text, queue) {
+        // Bytes that are not UTF-8 are refused, never run altered: the
+        // failure record keeps them exactly (contract 6).
+        let parsed = std::str::from_utf8(&payload)
+            .map_err(|e| MalformedPayload::NotUtf8 {
+                offset: e.valid_up_to(),
+            })
+            .and_then(|text| Job::parse(text, queue));
+        let (failure, status_key, pid_key, label) = match parsed {
             Ok(job) => {
                 let label = job_label(&job);
                 log::info!(target: "resque_fork::job", "{label}: started");
@@ -444,7 +448,9 @@ impl<'r> Worker<'r> {
                 (failure, status, pid, label)
             }
             Err(bad) => {
-                let status = best_effort_status_key(self.store.keys(), &text);
+                let status = std::str::from_utf8(&payload)
+                    .ok()
+                    .and_then(|text| best_effort_status_key(self.store.keys(), text));
                 let failure = Failure::new(exceptions::MALFORMED_PAYLOAD, bad.to_string());
                 (
                     Some(failure),
@@ -464,7 +470,7 @@ impl<'r> Worker<'r> {
         }
         let record = failure
             .as_ref()
-            .map(|f| failure_record(&text, queue, f, &self.me.id, timefmt::now_epoch()));
+            .map(|f| failure_record(&payload, queue, f, &self.me.id, timefmt::now_epoch()));
         self.record(&Outcome {
             worker_id: &self.me.id.clone(),
             in_flight,

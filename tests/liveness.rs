@@ -541,3 +541,63 @@ fn a_second_live_process_with_the_same_id_refuses_to_start() {
     assert!(wait_exit(&mut first).success());
     assert!(redis.members("resque:workers").is_empty());
 }
+
+#[test]
+fn bytes_that_are_not_utf8_stop_neither_pruning_nor_the_ops_commands() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let mut c = redis.conn();
+    // A dead worker whose in-flight record another program wrote with a
+    // byte that is not UTF-8, and a dead one beside it.
+    let bad = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(&redis, &bad, None, None);
+    let record: &[u8] =
+        b"{\"queue\":\"q\",\"run_at\":\"2024-01-15T10:30:00Z\",\"payload\":{\"class\":\"M\",\"args\":[\"\xff\"]}}";
+    let _: () = redis::cmd("SET")
+        .arg(format!("resque:worker:{bad}"))
+        .arg(record)
+        .query(&mut c)
+        .unwrap();
+    let good = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(&redis, &good, Some(r#"{"class":"Mailer","args":[]}"#), None);
+    // Odd bytes in the sets and hash the commands read.
+    let _: () = redis::cmd("SADD")
+        .arg("resque:queues")
+        .arg(&b"bad\xffqueue"[..])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("resque:workers:heartbeat")
+        .arg(&b"odd\xff:1:q"[..])
+        .arg(&b"\xfe"[..])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("resque:worker:{good}:started"))
+        .arg(&b"\xfe"[..])
+        .query(&mut c)
+        .unwrap();
+    for cmd in ["info", "queues", "workers"] {
+        let out = run({
+            let mut c = command(&redis);
+            c.arg(cmd);
+            c
+        });
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drain(&redis, &jobs, "q");
+    assert!(redis.members("resque:workers").is_empty());
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    let of_bad = failures
+        .iter()
+        .find(|f| f["worker"] == bad.as_str())
+        .unwrap();
+    assert_eq!(of_bad["exception"], "Resque::DirtyExit");
+    assert_eq!(of_bad["payload"], Value::Null);
+    assert_eq!(of_bad["raw_base64"], resque_fork::payload::base64(record));
+}

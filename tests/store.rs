@@ -124,3 +124,73 @@ fn a_malformed_payload_is_stored_as_valid_json_in_flight() {
     assert_eq!(record["payload"]["raw"], "not json \"/ at all");
     assert_eq!(record["worker"], "h:1");
 }
+
+#[test]
+fn worker_id_is_strict_json_whatever_the_payload() {
+    let redis = RedisServer::start();
+    let mut s = store(&redis);
+    // (payload, how it must sit in worker:ID)
+    let cases: &[(&[u8], &str)] = &[
+        (
+            br#"{"class":"A","args":[1,-2.5e+3,0,0.0,1E5,"\u00e9\"\\\/\b\f\n\r\t",true,false,null,{},[]]}"#,
+            "as is",
+        ),
+        (
+            "{\n  \"class\" : \"A\",\t\"args\": [ \"caf\u{e9}\", \"\u{1F600}\", \"\\\\u0041\" ]\r\n}"
+                .as_bytes(),
+            "as is",
+        ),
+        (br#"{"class":"A","args":[0x1F]}"#, "raw"),
+        (br#"{"class":"A","args":[NaN]}"#, "raw"),
+        (br#"{"class":"A","args":[-Infinity]}"#, "raw"),
+        (br#"{"class":"A","args":[007]}"#, "raw"),
+        (br#"{"class":"A","args":[1.]}"#, "raw"),
+        (br#"{"class":"A","args":[.5]}"#, "raw"),
+        (b"{\"class\":\"A\",\"args\":[\"tab\there\"]}", "raw"),
+        (b"{\"class\":\"A\",\"args\":[\"nul\0\"]}", "raw"),
+        (b"{\"class\":\"A\",\"args\":[\"\xff\"]}", "raw_base64"),
+        (b"{\"class\":\"A\",\"args\":[\"\xed\xa0\x80\"]}", "raw_base64"),
+        (b"{\"class\":\"A\",\"args\":[\"\xc0\xaf\"]}", "raw_base64"),
+        (b"{\"class\":\"A\",\"args\":[\"\xe2\x82\"]}", "raw_base64"),
+        (b"\xff not even json", "raw_base64"),
+    ];
+    for (payload, expected) in cases {
+        let shown = String::from_utf8_lossy(payload);
+        let _: () = redis::cmd("RPUSH")
+            .arg("resque:queue:q")
+            .arg(*payload)
+            .query(&mut redis.conn())
+            .unwrap();
+        let Reserved::Job {
+            payload: popped,
+            in_flight,
+            ..
+        } = reserve(&mut s)
+        else {
+            panic!("{shown}")
+        };
+        assert_eq!(&popped, payload, "the worker gets the exact bytes");
+        let record: serde_json::Value = serde_json::from_slice(&in_flight)
+            .unwrap_or_else(|e| panic!("worker:ID for {shown:?} is not strict JSON: {e}"));
+        match *expected {
+            "as is" => assert!(
+                in_flight.windows(payload.len()).any(|w| w == *payload),
+                "{shown:?} was not kept byte for byte"
+            ),
+            "raw" => assert_eq!(
+                record["payload"]["raw"].as_str().map(str::as_bytes),
+                Some(*payload),
+                "{shown:?}"
+            ),
+            _ => assert_eq!(
+                record["payload"]["raw_base64"],
+                resque_fork::payload::base64(payload),
+                "{shown:?}"
+            ),
+        }
+        let _: () = redis::cmd("DEL")
+            .arg("resque:worker:h:1:q")
+            .query(&mut redis.conn())
+            .unwrap();
+    }
+}

@@ -165,6 +165,49 @@ fn bad_payloads_become_failure_records_and_the_worker_carries_on() {
 }
 
 #[test]
+fn exec_jobs_get_the_args_text_byte_for_byte() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.logging("");
+    let args = r#"[12345678901234567890123, -5e-8,1.50 ,{"b":1,"a":"\u00e9\/"}]"#;
+    redis.push("q", &format!(r#"{{"class":"Log","args":{args}}}"#));
+    drain(&redis, &jobs, "q");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), format!("{args}\n"));
+    assert!(redis.failures().is_empty());
+}
+
+#[test]
+fn a_payload_that_is_not_utf8_is_refused_with_its_bytes_kept() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.logging("");
+    let payload: &[u8] = b"{\"class\":\"Log\",\"args\":[\"caf\xe9\"]}";
+    let _: () = redis::cmd("RPUSH")
+        .arg("resque:queue:q")
+        .arg(payload)
+        .query(&mut redis.conn())
+        .unwrap();
+    redis.push("q", r#"{"class":"Log","args":["after"]}"#);
+    drain(&redis, &jobs, "q");
+    // Never run with altered input; the next job runs.
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "[\"after\"]\n");
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    let f = &failures[0];
+    assert_eq!(f["exception"], "ResqueFork::MalformedPayload");
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("payload is not valid UTF-8 (invalid byte at offset 27)"),
+        "{f}"
+    );
+    assert_eq!(f["payload"], Value::Null);
+    assert_eq!(f["raw_base64"], resque_fork::payload::base64(payload));
+    assert_eq!(f["queue"], "q");
+}
+
+#[test]
 fn class_names_that_escape_jobs_dir_are_refused_never_run() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();

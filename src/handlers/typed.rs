@@ -10,7 +10,8 @@ use crate::handlers::registry::{JobError, JobResult};
 use crate::payload::Job;
 use serde::de::{DeserializeOwned, Visitor};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// How a typed job's arguments sit in the payload's `args`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,13 +113,44 @@ pub fn decode_args<T: DeserializeOwned>(
     args: &[Value],
     layout: ArgsLayout,
 ) -> std::result::Result<T, JobError> {
+    let raws: Vec<Box<RawValue>> = args
+        .iter()
+        .map(serde_json::value::to_raw_value)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| argument_error(e.to_string()))?;
+    decode_raw_args(&raws, layout)
+}
+
+/// Decodes a job's `args`, each element as written in the payload, into
+/// `T`: numbers reach `T` as written (a `u128` or a `Box<RawValue>` field
+/// gets `12345678901234567890123` whole, where [`decode_args`] would see a
+/// rounded `f64`). Errors as [`decode_args`].
+///
+/// ```
+/// use resque_fork::handlers::typed::{decode_raw_args, ArgsLayout};
+/// use serde_json::value::RawValue;
+/// #[derive(serde::Deserialize)]
+/// struct Transfer { cents: u128, note: Box<RawValue> }
+/// let job = resque_fork::Job::parse(
+///     r#"{"class":"Transfer","args":[12345678901234567890123, 1.50]}"#, "q").unwrap();
+/// let t: Transfer = decode_raw_args(job.arg_raws(), ArgsLayout::Positional).unwrap();
+/// assert_eq!(t.cents, 12345678901234567890123);
+/// assert_eq!(t.note.get(), "1.50");
+/// ```
+pub fn decode_raw_args<T: DeserializeOwned>(
+    args: &[Box<RawValue>],
+    layout: ArgsLayout,
+) -> std::result::Result<T, JobError> {
     let fields = struct_fields::<T>();
-    // The value serde decodes, and how to name a failing path in it.
+    // The JSON text serde decodes, and how to name a failing path in it.
     type Place = Box<dyn Fn(&str) -> String>;
-    let (value, place): (Value, Place) = match (layout, fields) {
+    let (text, place): (String, Place) = match (layout, fields) {
         (ArgsLayout::Object, _) => {
-            let first = args.first().cloned().unwrap_or(Value::Null);
-            (first, Box::new(|path: &str| format!("args[0].{path}")))
+            let first = args.first().map(|a| a.get()).unwrap_or("null");
+            (
+                first.to_string(),
+                Box::new(|path: &str| format!("args[0].{path}")),
+            )
         }
         (ArgsLayout::Positional, Some(fields)) => {
             if args.len() > fields.len() {
@@ -129,10 +161,10 @@ pub fn decode_args<T: DeserializeOwned>(
                     fields.join(", ")
                 )));
             }
-            let object: Map<String, Value> = fields
+            let members: Vec<String> = fields
                 .iter()
                 .zip(args)
-                .map(|(f, v)| (f.to_string(), v.clone()))
+                .map(|(f, v)| format!("{}:{}", Value::from(*f), v.get()))
                 .collect();
             let index = move |path: &str| {
                 let name = path.split(['.', '[']).next().unwrap_or(path);
@@ -141,16 +173,24 @@ pub fn decode_args<T: DeserializeOwned>(
                     None => format!("field `{path}`"),
                 }
             };
-            (Value::Object(object), Box::new(index))
+            (format!("{{{}}}", members.join(",")), Box::new(index))
         }
-        (ArgsLayout::Positional, None) => (
-            Value::Array(args.to_vec()),
-            Box::new(|path: &str| format!("args{path}")),
-        ),
+        (ArgsLayout::Positional, None) => {
+            let items: Vec<&str> = args.iter().map(|a| a.get()).collect();
+            (
+                format!("[{}]", items.join(",")),
+                Box::new(|path: &str| format!("args{path}")),
+            )
+        }
     };
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let inner = e.into_inner();
+        // The position is in text we assembled, not in the payload.
+        let located = format!(" at line {} column {}", inner.line(), inner.column());
+        let inner = inner.to_string();
+        let inner = inner.strip_suffix(&located).unwrap_or(&inner).to_string();
         if path == "." || path.is_empty() {
             argument_error(inner)
         } else {
@@ -182,7 +222,7 @@ pub fn encode_args<T: Serialize + DeserializeOwned>(
 
 /// Decodes and runs a typed job.
 pub(crate) fn run<T: TypedJob>(job: &Job) -> JobResult {
-    decode_args::<T>(job.args(), T::LAYOUT)?.perform(job)
+    decode_raw_args::<T>(job.arg_raws(), T::LAYOUT)?.perform(job)
 }
 
 #[cfg(test)]

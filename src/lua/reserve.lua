@@ -54,12 +54,18 @@ if raw then
   local queue = cjson.encode(string.sub(KEYS[index], #ARGV[3] + 7))
   -- Decode only to check the text is an object and to read id/prefix; a
   -- decode error must not abort the script after the LPOP, hence pcall.
+  -- A payload that strict parsers would reject is written wrapped, so that
+  -- every reader of worker:ID can parse it (contract 4).
   local ok, job = false, nil
   if string.find(raw, '^%s*{') then ok, job = pcall(cjson.decode, raw) end
   local payload = raw
-  if not (ok and type(job) == 'table') then
+  if not (ok and type(job) == 'table' and strict_json(raw)) then
     job = nil
-    payload = '{"raw":' .. cjson.encode(raw) .. '}'
+    if valid_utf8(raw) then
+      payload = '{"raw":' .. cjson.encode(raw) .. '}'
+    else
+      payload = '{"raw_base64":"' .. base64(raw) .. '"}'
+    end
   end
   local record = '{"queue":' .. queue .. ',"run_at":' .. ARGV[1] ..
     ',"payload":' .. payload .. ',"worker":' .. ARGV[2] .. token_field
