@@ -16,7 +16,7 @@ echo "Enqueueing demo jobs:"
 "$bin" enqueue demo Hello '{"name":"php-style","n":2}'
 "$bin" enqueue demo Sleep 2
 "$bin" enqueue demo Fail "this job fails on purpose"
-id=$("$bin" enqueue critical Hello first --track)
+id=$("$bin" enqueue critical Hello first)
 echo "tracked job $id (see: $bin status $id)"
 echo
 echo "Running the worker on QUEUE=critical,* with demo jobs from scripts/demo-jobs; Ctrl-C to stop."

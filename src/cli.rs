@@ -153,15 +153,21 @@ enum Command {
         class: String,
         /// Arguments: each parsed as JSON, or taken as a string when it is not JSON
         args: Vec<String>,
-        /// Track the job's status (php-resque's status key), readable with `status`
+        /// Skip the status record (php-resque's status key) that `status` reads
         #[arg(long, conflicts_with = "stdin")]
+        no_track: bool,
+        /// Give the job a status record: the default for one job; with --stdin,
+        /// every job gets one (bulk enqueues skip it unless asked: it is one
+        /// more key per job)
+        #[arg(long, conflicts_with = "no_track")]
         track: bool,
         /// Enqueue one job per line of standard input, each line a JSON array of
-        /// args (or one JSON value, taken as the only arg); pipelined
+        /// args (or one JSON value, taken as the only arg); pipelined, not
+        /// tracked unless --track
         #[arg(long, conflicts_with = "args")]
         stdin: bool,
     },
-    /// Show the status of a job enqueued with --track
+    /// Show the status of a job, or where it is when it has no status record
     Status {
         /// The id printed by `enqueue`
         job_id: String,
@@ -443,34 +449,46 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             queue,
             class,
             stdin: true,
+            track,
             ..
         }) => {
             let args = read_arg_lines(std::io::stdin().lock())?;
             let mut store = cli.redis.store()?;
-            let ids = producer::enqueue_many(&mut store, queue, class, &args)?;
+            let (ids, enqueued) = producer::enqueue_many(&mut store, queue, class, &args, *track);
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for id in ids {
                 writeln!(out, "{id}").map_err(|e| Error::io("writing job ids", e))?;
             }
-            Ok(())
+            out.flush().map_err(|e| Error::io("writing job ids", e))?;
+            enqueued
         }
         Some(Command::Enqueue {
             queue,
             class,
             args,
-            track,
+            no_track,
             ..
         }) => {
             let args: Vec<_> = args.iter().map(|a| parse_arg(a)).collect();
             let mut store = cli.redis.store()?;
-            let id = producer::enqueue(&mut store, queue, class, &args, *track)?;
+            let id = producer::enqueue(&mut store, queue, class, &args, !*no_track)?;
             println!("{id}");
             Ok(())
         }
         Some(Command::Status { job_id }) => {
             let mut store = cli.redis.store()?;
-            let status = producer::status(&mut store, job_id)?;
-            println!("{}", producer::describe(&status));
+            match producer::status(&mut store, job_id) {
+                Ok(status) => println!("{}", producer::describe(&status)),
+                Err(Error::NotFound(why)) => match ops::locate_job(&mut store, job_id)? {
+                    Some(place) => show(cli.json, &place, report::job_location),
+                    None => {
+                        return Err(Error::NotFound(format!(
+                            "{why}; and it is not running, queued or in the failed list"
+                        )))
+                    }
+                },
+                Err(e) => return Err(e),
+            }
             Ok(())
         }
         Some(command) => operate(&cli, command),

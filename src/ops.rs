@@ -483,6 +483,93 @@ pub fn failed_remove(store: &mut Store, r: &FailureRef) -> Result<FailureRow> {
     Ok(row)
 }
 
+/// Where a job is, found by its payload `id` (for jobs without a status
+/// record, or whose record expired).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "where", rename_all = "snake_case")]
+pub enum JobLocation {
+    /// A worker is running it.
+    Running { worker: String, queue: String },
+    /// Waiting in `queue`, `position` jobs ahead of it.
+    Queued { queue: String, position: usize },
+    /// In the failed list.
+    Failed { failure_id: String, index: usize },
+}
+
+/// True when `text` is a payload whose `id` is `id`.
+fn has_id(text: &[u8], id: &str) -> bool {
+    // Most payloads do not even contain the id's text: skip parsing them.
+    if !text.windows(id.len()).any(|w| w == id.as_bytes()) {
+        return false;
+    }
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<String>,
+    }
+    serde_json::from_slice::<IdOnly>(text).is_ok_and(|p| p.id.as_deref() == Some(id))
+}
+
+/// Looks for the job with payload `id`: running, then queued (every queue
+/// in `queues`), then in the failed list. `None` when it is nowhere.
+pub fn locate_job(store: &mut Store, id: &str) -> Result<Option<JobLocation>> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let workers = store.worker_ids()?;
+    for w in store.worker_keys(&workers)? {
+        let Some(record) = w
+            .in_flight
+            .as_deref()
+            .and_then(|t| WorkerRecord::parse(t.as_bytes()))
+        else {
+            continue;
+        };
+        if has_id(record.payload.get().as_bytes(), id) {
+            return Ok(Some(JobLocation::Running {
+                worker: w.id,
+                queue: record.queue,
+            }));
+        }
+    }
+    const CHUNK: usize = 1000;
+    for queue in store.queue_names()? {
+        let mut start = 0;
+        loop {
+            let items = store.queue_range(&queue, start as isize, (start + CHUNK - 1) as isize)?;
+            if let Some(i) = items.iter().position(|p| has_id(p, id)) {
+                return Ok(Some(JobLocation::Queued {
+                    queue,
+                    position: start + i,
+                }));
+            }
+            if items.len() < CHUNK {
+                break;
+            }
+            start += CHUNK;
+        }
+    }
+    let mut found = None;
+    each_failure(store, |row| {
+        #[derive(serde::Deserialize)]
+        struct PayloadOnly<'a> {
+            #[serde(borrow)]
+            payload: Option<&'a RawValue>,
+        }
+        let hit = serde_json::from_str::<PayloadOnly>(&row.record)
+            .ok()
+            .and_then(|r| r.payload)
+            .is_some_and(|p| has_id(p.get().as_bytes(), id));
+        if hit {
+            found = Some(JobLocation::Failed {
+                failure_id: row.id.clone(),
+                index: row.index,
+            });
+        }
+        !hit
+    })?;
+    Ok(found)
+}
+
 /// Runs pruning now, as a worker would. The lock is taken under `who`.
 pub fn prune_now(
     store: &mut Store,

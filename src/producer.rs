@@ -50,23 +50,50 @@ fn now_fraction() -> f64 {
 
 /// Enqueues many jobs of one class, pipelined (one round trip per thousand);
 /// each of `args_json` is the text of one job's args array, written as is.
-/// Returns the ids in order.
+/// With `track`, each gets php's status record. Returns the ids of the jobs
+/// enqueued, in order, and whether all were: after an error the ids are
+/// those of the batches committed before it.
 pub fn enqueue_many(
     store: &mut Store,
     queue: &str,
     class: &str,
     args_json: &[String],
-) -> Result<Vec<String>> {
-    check_names(queue, class)?;
-    let ids = new_job_ids(args_json.len())?;
+    track: bool,
+) -> (Vec<String>, Result<()>) {
+    if let Err(e) = check_names(queue, class) {
+        return (Vec::new(), Err(e));
+    }
+    let mut ids = match new_job_ids(args_json.len()) {
+        Ok(ids) => ids,
+        Err(e) => return (Vec::new(), Err(e)),
+    };
     let now = now_fraction();
     let payloads: Vec<String> = args_json
         .iter()
         .zip(&ids)
         .map(|(a, id)| payload_text_raw(class, a, id, now))
         .collect();
-    store.enqueue_many(queue, &payloads)?;
-    Ok(ids)
+    let statuses: Option<Vec<(String, String)>> = track.then(|| {
+        let record = serde_json::to_string(&StatusRecord::waiting(now as i64)).unwrap_or_default();
+        ids.iter()
+            .map(|id| (store.keys().job_status(None, id), record.clone()))
+            .collect()
+    });
+    let mut committed = 0;
+    let result = store
+        .enqueue_many(queue, &payloads, statuses.as_deref(), &mut committed)
+        .map_err(|e| match e {
+            Error::Redis { action, source } => Error::Redis {
+                action: format!(
+                    "{action} ({committed} of {} jobs were enqueued before this, their ids printed above; enqueue only the remaining lines again)",
+                    payloads.len()
+                ),
+                source,
+            },
+            other => other,
+        });
+    ids.truncate(committed);
+    (ids, result)
 }
 
 /// The payload text resque-fork enqueues: `class`, `args`, `id` and
@@ -140,7 +167,7 @@ pub fn status(store: &mut Store, id: &str) -> Result<JobStatus> {
     let key = store.keys().job_status(None, id);
     let text = store.get(&key)?.ok_or_else(|| {
         Error::NotFound(format!(
-            "no status for job {id}: the id is unknown, the job was enqueued without --track, \
+            "no status for job {id}: the id is unknown, the job was enqueued without tracking, \
              or its status expired (kept 24 h after the job ends)"
         ))
     })?;

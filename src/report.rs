@@ -199,3 +199,21 @@ pub fn pruned(rows: &[Pruned]) -> String {
         })
         .collect()
 }
+
+/// Where a job without a status record is.
+pub fn job_location(place: &crate::ops::JobLocation) -> String {
+    use crate::ops::JobLocation;
+    let what = match place {
+        JobLocation::Running { worker, queue } => {
+            format!("running: taken from {queue} by worker {worker}")
+        }
+        JobLocation::Queued { queue, position: 0 } => format!("queued in {queue}, next to run"),
+        JobLocation::Queued { queue, position } => {
+            format!("queued in {queue} at position {position} ({position} jobs ahead of it)")
+        }
+        JobLocation::Failed { failure_id, index } => format!(
+            "failed: in the failed list as {failure_id} (index {index}); see `resque-fork failed show {failure_id}`"
+        ),
+    };
+    format!("{what} (it has no status record)\n")
+}

@@ -672,21 +672,36 @@ impl Store {
     }
 
     /// Pushes many payloads to the tail of a queue, in order, a thousand per
-    /// round trip (each batch one `MULTI`).
-    pub fn enqueue_many(&mut self, queue: &str, payloads: &[String]) -> Result<()> {
-        for batch in payloads.chunks(1000) {
+    /// round trip (each batch one `MULTI`, with the batch's status records
+    /// when `statuses` pairs a key and value with each payload). `committed`
+    /// counts the payloads enqueued so far, so that after an error the
+    /// caller knows which ones are in Redis.
+    pub fn enqueue_many(
+        &mut self,
+        queue: &str,
+        payloads: &[String],
+        statuses: Option<&[(String, String)]>,
+        committed: &mut usize,
+    ) -> Result<()> {
+        const BATCH: usize = 1000;
+        for (n, batch) in payloads.chunks(BATCH).enumerate() {
+            let status = statuses.map(|s| &s[n * BATCH..(n * BATCH + batch.len()).min(s.len())]);
             self.with_conn(
                 || format!("enqueueing to queue {queue}"),
                 |c, k, _| {
-                    redis::pipe()
-                        .atomic()
-                        .sadd(k.queues(), queue)
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    for (key, value) in status.unwrap_or_default() {
+                        pipe.set(key, value).ignore();
+                    }
+                    pipe.sadd(k.queues(), queue)
                         .ignore()
                         .rpush(k.queue(queue), batch)
                         .ignore()
                         .query::<()>(c)
                 },
             )?;
+            *committed += batch.len();
         }
         Ok(())
     }

@@ -360,3 +360,138 @@ fn errors_have_the_documented_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
+
+/// `resque-fork status ID`, which must succeed.
+fn status(redis: &RedisServer, id: &str) -> String {
+    let (code, out, err) = cli(redis, &["status", id]);
+    assert_eq!(code, Some(0), "status {id}: {err}");
+    out
+}
+
+#[test]
+fn status_knows_every_job_the_cli_enqueued() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    // Tracked by default: the status record follows the job to the end.
+    let tracked = enqueue(&redis, &["q", "Echo", r#"{"cli":1}"#]);
+    jobs.add("Echo", "cat > /dev/null");
+    drain(&redis, &jobs, "q");
+    assert!(status(&redis, &tracked).starts_with("complete ("));
+
+    // Untracked: status says where the job is instead.
+    let first = enqueue(&redis, &["q", "Slow", "--no-track"]);
+    let second = enqueue(&redis, &["q", "Fails", "--no-track"]);
+    assert!(redis.get(&format!("resque:job:{first}:status")).is_none());
+    assert_eq!(
+        status(&redis, &first),
+        "queued in q, next to run (it has no status record)\n"
+    );
+    assert_eq!(
+        status(&redis, &second),
+        "queued in q at position 1 (1 jobs ahead of it) (it has no status record)\n"
+    );
+    let located = json(&redis, &["status", &second]);
+    assert_eq!(located["where"], "queued");
+    assert_eq!(located["position"], 1);
+
+    let gate = jobs.gated("Slow", 0);
+    jobs.add("Fails", "exit 3");
+    let mut w = worker(&redis, &jobs, "q", "0.05").spawn().unwrap();
+    wait_until("the slow job runs", || jobs.job_pids("Slow").len() == 1);
+    let running = status(&redis, &first);
+    assert!(
+        running.starts_with("running: taken from q by worker "),
+        "{running}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    wait_until("both jobs ran", || redis.int("resque:stat:processed") == 3);
+    signal(w.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut w).success());
+    let failed = status(&redis, &second);
+    assert!(
+        failed.starts_with("failed: in the failed list as "),
+        "{failed}"
+    );
+    assert_eq!(json(&redis, &["status", &second])["where"], "failed");
+
+    // Nowhere at all.
+    let (code, _, err) = cli(&redis, &["status", &first]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no status for job")
+            && err.contains("not running, queued or in the failed list"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bulk_enqueue_tracks_only_when_asked() {
+    let redis = RedisServer::start();
+    let bulk = |extra: &[&str]| -> Vec<String> {
+        let mut c = command(&redis);
+        c.args(["enqueue", "q", "Echo", "--stdin"]).args(extra);
+        c.stdin(std::process::Stdio::piped());
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"[1]\n[2]\n")
+            .unwrap();
+        let out = wait_output(child);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    for id in bulk(&[]) {
+        assert!(redis.get(&format!("resque:job:{id}:status")).is_none());
+    }
+    for id in bulk(&["--track"]) {
+        assert!(status(&redis, &id).starts_with("waiting ("));
+    }
+}
+
+#[test]
+fn a_bulk_enqueue_that_fails_midway_says_how_many_went_in() {
+    let redis = RedisServer::start();
+    // Room for a few batches of these jobs, not for all of them.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("4mb")
+        .query(&mut redis.conn())
+        .unwrap();
+    let line = format!("[\"{}\"]\n", "x".repeat(1000));
+    let mut c = command(&redis);
+    c.args(["enqueue", "q", "Big", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(line.repeat(10_000).as_bytes()).unwrap();
+    }
+    let out = wait_output(child);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let printed = String::from_utf8(out.stdout).unwrap().lines().count();
+    let queued = redis.llen("resque:queue:q") as usize;
+    assert!(queued > 0 && queued < 10_000, "{queued}");
+    assert_eq!(printed, queued, "the ids printed are those enqueued");
+    assert!(
+        err.contains(&format!("{queued} of 10000 jobs were enqueued before this")),
+        "{err}"
+    );
+}

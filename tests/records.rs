@@ -174,8 +174,8 @@ fn untracked_jobs_never_get_a_status_key() {
     let jobs = JobsDir::new();
     jobs.add("Ok", "true");
     jobs.add("Bad", "exit 1");
-    let a = enqueue(&redis, &["q", "Ok"]);
-    let b = enqueue(&redis, &["q", "Bad"]);
+    let a = enqueue(&redis, &["q", "Ok", "--no-track"]);
+    let b = enqueue(&redis, &["q", "Bad", "--no-track"]);
     redis.push(
         "q",
         r#"{"class":"Ok","args":[],"id":"php1","prefix":"shop"}"#,
@@ -226,6 +226,7 @@ fn enqueue_writes_the_payload_and_parses_args_as_json_or_strings() {
             r#"{"a":[1]}"#,
             "null",
             "[1",
+            "--no-track",
         ],
     );
     let payload = redis.list("resque:queue:mail").remove(0);
@@ -243,6 +244,11 @@ fn enqueue_writes_the_payload_and_parses_args_as_json_or_strings() {
     );
     assert_eq!(redis.members("resque:queues"), ["mail"]);
     assert!(!redis.keys().iter().any(|k| k.ends_with(":status")));
+    // Without --no-track the job is tracked.
+    let tracked = enqueue(&redis, &["mail", "Mailer"]);
+    let status: Value =
+        serde_json::from_str(&redis.get(&format!("resque:job:{tracked}:status")).unwrap()).unwrap();
+    assert_eq!(status["status"], 1);
 }
 
 #[test]
