@@ -5,7 +5,7 @@
 use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
 use crate::payload::{exceptions, Failure, Job};
-use crate::signals::SignalPipe;
+use crate::signals::{self, SignalPipe, HANDLED};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -55,10 +55,20 @@ pub fn start(
     set_nonblocking(&read);
     if registry.contains(job.class()) {
         let worker = nix::unistd::getpid();
+        // Signals stay blocked across the fork until the child has reset its
+        // handlers: one arriving in between is then the child's, with the
+        // default action, and never lands in the worker's pipe.
+        let blocked = signals::block(HANDLED);
         // SAFETY: the worker is single-threaded, so the child gets a
         // consistent copy of every lock and allocator.
-        match unsafe { fork() } {
+        let forked = unsafe { fork() };
+        if !matches!(forked, Ok(ForkResult::Child)) {
+            signals::restore(blocked);
+        }
+        match forked {
             Ok(ForkResult::Child) => {
+                signals.reset_in_child();
+                signals::restore(blocked);
                 let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
                 if crate::handlers::exec::die_with_parent(worker)
                     .and_then(|()| crate::handlers::exec::limit_memory(memory_limit))
@@ -67,7 +77,7 @@ pub fn start(
                     // SAFETY: leaving the copy of the worker without running its destructors.
                     unsafe { libc::_exit(1) }
                 }
-                run_rust_child(job, registry, write, signals)
+                run_rust_child(job, registry, write, worker_id)
             }
             Ok(ForkResult::Parent { child }) => {
                 Ok(JobProcess::new(child, Kind::Rust, Some(read), None))
@@ -78,6 +88,8 @@ pub fn start(
             )),
         }
     } else {
+        // (std's spawn unblocks signals in the child before exec; one that
+        // arrives then meets the owner check of the handler.)
         let child = exec.spawn(job, worker_id, write)?;
         Ok(JobProcess::new(
             Pid::from_raw(child.id() as i32),
@@ -100,23 +112,34 @@ fn set_nonblocking(fd: &OwnedFd) {
 
 /// In the forked child: run the function, report, and leave without running
 /// the worker's destructors (its Redis connection belongs to the parent).
-fn run_rust_child(job: &Job, registry: &Registry, report: OwnedFd, signals: &SignalPipe) -> ! {
-    signals.reset_in_child();
-    crate::handlers::registry::capture_panic_locations();
-    let failure = registry.perform_in_job_process(job);
-    let mut text = serde_json::to_vec(&failure).unwrap_or_default();
-    text.truncate(REPORT_LIMIT);
-    let mut rest = &text[..];
-    while !rest.is_empty() {
-        match nix::unistd::write(&report, rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
+/// Whatever happens, the child ends in `_exit`: nothing may unwind back into
+/// the worker's code, which would run its cleanup over its Redis socket.
+fn run_rust_child(job: &Job, registry: &Registry, report: OwnedFd, worker_id: &str) -> ! {
+    let body = std::panic::AssertUnwindSafe(|| {
+        // Named like an exec job's, so a pruner can tell this job's own
+        // processes from others (see `prune`).
+        std::env::set_var("RESQUE_WORKER", worker_id);
+        crate::handlers::registry::capture_panic_locations();
+        let failure = registry.perform_in_job_process(job);
+        let mut text = serde_json::to_vec(&failure).unwrap_or_default();
+        text.truncate(REPORT_LIMIT);
+        let mut rest = &text[..];
+        while !rest.is_empty() {
+            match nix::unistd::write(&report, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
         }
-    }
+    });
+    let code = if std::panic::catch_unwind(body).is_ok() {
+        0
+    } else {
+        101
+    };
     // SAFETY: _exit skips atexit handlers and destructors, which belong to
     // the worker process this one was copied from.
-    unsafe { libc::_exit(0) }
+    unsafe { libc::_exit(code) }
 }
 
 impl JobProcess {

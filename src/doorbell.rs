@@ -14,6 +14,13 @@
 //! The cost is one idle connection per queue per worker, and one extra write
 //! per ring. Doorbells speak RESP themselves over TCP or a unix socket; over
 //! TLS the worker polls instead.
+//!
+//! A doorbell that answers with an error (an ACL user without `@blocking`, a
+//! Redis without BLMOVE, `maxclients` reached), closes, or cannot connect is
+//! broken, not ringing: the worker polls every INTERVAL meanwhile and the
+//! doorbells are tried again after a doubling pause, with one log line when
+//! they break and one when they work again. Counting an error as a ring
+//! would make an idle worker spin on the reserve script.
 
 use redis::{ConnectionAddr, ConnectionInfo};
 use std::collections::HashMap;
@@ -22,7 +29,18 @@ use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a broken doorbell rests before it is tried again: doubling from
+/// the first to the last.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_LAST: Duration = Duration::from_secs(60);
+/// TCP keepalive: a doorbell blocks for as long as its queue stays empty, so
+/// a peer that vanished without closing is found by probes (after about a
+/// minute), not by a read.
+const KEEPALIVE_IDLE_SECS: i32 = 30;
+const KEEPALIVE_INTERVAL_SECS: i32 = 10;
+const KEEPALIVE_PROBES: i32 = 3;
 
 /// More queues than this and BLOCKING falls back to polling: a connection
 /// per queue per worker stops being cheap.
@@ -77,6 +95,15 @@ pub struct Doorbells {
     password: Option<String>,
     db: i64,
     bells: HashMap<String, Bell>,
+    /// Set while the doorbells are broken: when to try them again.
+    resting: Option<Rest>,
+}
+
+/// A pause after a doorbell broke.
+struct Rest {
+    until: Instant,
+    /// The next pause, should this try fail too.
+    next: Duration,
 }
 
 fn command(args: &[&[u8]]) -> Vec<u8> {
@@ -125,21 +152,52 @@ impl Doorbells {
             password: settings.password().map(String::from),
             db: settings.db(),
             bells: HashMap::new(),
+            resting: None,
         })
     }
 
+    /// Marks the doorbells broken for a while: every connection is dropped,
+    /// and `arm` refuses until the pause is over.
+    fn broke(&mut self, why: &str) {
+        let pause = self.resting.as_ref().map_or(RETRY_FIRST, |r| r.next);
+        if self.resting.is_none() {
+            log::warn!(
+                "BLOCKING doorbell failed ({why}): polling every INTERVAL instead, trying the doorbells again in {}s",
+                pause.as_secs()
+            );
+        } else {
+            log::debug!(
+                "BLOCKING doorbell failed again ({why}); next try in {}s",
+                pause.as_secs()
+            );
+        }
+        self.bells.clear();
+        self.resting = Some(Rest {
+            until: Instant::now() + pause,
+            next: (pause * 2).min(RETRY_LAST),
+        });
+    }
+
+    /// A ring proves the doorbells work: forget any earlier failure.
+    fn worked(&mut self) {
+        if self.resting.take().is_some() {
+            log::warn!("BLOCKING doorbells work again");
+        }
+    }
+
     fn connect(&self) -> io::Result<Stream> {
-        let timeout = Some(Duration::from_secs(5));
+        let timeout = Duration::from_secs(5);
         let mut stream = match &self.target {
             Target::Tcp(host, port) => {
-                let s = TcpStream::connect((host.as_str(), *port))?;
+                let s = connect_tcp(host, *port, timeout)?;
                 s.set_nodelay(true)?;
-                s.set_read_timeout(timeout)?;
+                s.set_read_timeout(Some(timeout))?;
+                keepalive(&s)?;
                 Stream::Tcp(s)
             }
             Target::Unix(path) => {
                 let s = UnixStream::connect(path)?;
-                s.set_read_timeout(timeout)?;
+                s.set_read_timeout(Some(timeout))?;
                 Stream::Unix(s)
             }
         };
@@ -175,12 +233,26 @@ impl Doorbells {
     }
 
     /// Arms a doorbell on each queue key (connecting as needed) and drops
-    /// the ones for keys no longer listed.
+    /// the ones for keys no longer listed. Refuses while the doorbells rest
+    /// after a failure (the caller polls instead).
     pub fn arm(&mut self, keys: &[String]) -> io::Result<()> {
+        if let Some(rest) = &self.resting {
+            if Instant::now() < rest.until {
+                return Err(io::Error::other(
+                    "the doorbells are resting after a failure",
+                ));
+            }
+        }
         self.bells.retain(|k, _| keys.contains(k));
         for key in keys {
             if !self.bells.contains_key(key) {
-                let stream = self.connect()?;
+                let stream = match self.connect() {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        self.broke(&e.to_string());
+                        return Err(e);
+                    }
+                };
                 self.bells.insert(
                     key.clone(),
                     Bell {
@@ -197,7 +269,7 @@ impl Doorbells {
                 let k = key.as_bytes();
                 let cmd = command(&[b"BLMOVE", k, k, b"RIGHT", b"RIGHT", b"0"]);
                 if let Err(e) = bell.stream.io().write_all(&cmd) {
-                    self.bells.remove(key);
+                    self.broke(&e.to_string());
                     return Err(e);
                 }
                 bell.armed = true;
@@ -212,39 +284,93 @@ impl Doorbells {
     }
 
     /// Reads the replies that arrived; true when a bell rang (or broke, which
-    /// also calls for a look at the queues). A ringing bell is disarmed.
+    /// also calls for a look at the queues). A ringing bell is disarmed. An
+    /// error reply or a lost connection breaks the doorbells for a while.
     pub fn collect(&mut self) -> bool {
         let mut rang = false;
-        let mut broken = Vec::new();
+        let mut broken: Option<String> = None;
         for (key, bell) in self.bells.iter_mut() {
             let mut chunk = [0u8; 4096];
             loop {
                 match bell.stream.io().read(&mut chunk) {
                     Ok(0) => {
-                        broken.push(key.clone());
+                        broken = Some(format!("Redis closed the doorbell of {key}"));
                         break;
                     }
                     Ok(n) => bell.buf.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        broken.push(key.clone());
+                    Err(e) => {
+                        broken = Some(format!("the doorbell of {key}: {e}"));
                         break;
                     }
                 }
             }
             while let Some(len) = reply_len(&bell.buf) {
-                bell.buf.drain(..len);
+                let reply: Vec<u8> = bell.buf.drain(..len).collect();
                 bell.armed = false;
-                rang = true;
+                if reply.first() == Some(&b'-') {
+                    let text = String::from_utf8_lossy(&reply[1..]).trim().to_string();
+                    broken = Some(format!("{key}: {text}"));
+                } else {
+                    rang = true;
+                }
             }
         }
-        for key in broken {
-            self.bells.remove(&key);
-            rang = true;
+        if let Some(why) = broken {
+            self.broke(&why);
+            // The queues may hold a job the broken bell would have rung for.
+            return true;
+        }
+        if rang {
+            self.worked();
         }
         rang
     }
+}
+
+/// Connects to the first address of `host` that answers within `timeout`.
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = io::Error::other(format!("{host} has no address"));
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Turns on TCP keepalive with probes soon enough to notice a dead peer.
+fn keepalive(stream: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    for (level, option, value) in [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE_SECS),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPINTVL,
+            KEEPALIVE_INTERVAL_SECS,
+        ),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES),
+    ] {
+        // SAFETY: setsockopt on an open socket with an int-sized option.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,14 +54,27 @@ impl Error {
     }
 
     /// True when the error means the connection to Redis is gone or unusable,
-    /// so reconnecting may help.
+    /// so reconnecting may help. That includes a server that answers but
+    /// cannot serve us now: READONLY (a failover demoted it to a replica),
+    /// LOADING (it is reading its data after a restart) and MASTERDOWN (a
+    /// replica that lost its master): the same address, or a new connection
+    /// once the failover is over, will answer again.
     pub fn is_connection(&self) -> bool {
+        use redis::{ErrorKind, ServerErrorKind};
         match self {
             Error::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_connection_dropped()
                     || source.is_connection_refusal()
                     || source.is_timeout()
+                    || matches!(
+                        source.kind(),
+                        ErrorKind::Server(
+                            ServerErrorKind::ReadOnly
+                                | ServerErrorKind::BusyLoading
+                                | ServerErrorKind::MasterDown
+                        )
+                    )
             }
             _ => false,
         }

@@ -10,13 +10,27 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The process that installed the handlers: the pipe is its own.
+static OWNER: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(signo: libc::c_int) {
     // SAFETY: errno is thread-local; saving and restoring it keeps the
-    // interrupted code's view intact. write(2) is async-signal-safe, and a
-    // full pipe (EAGAIN) only drops a duplicate wake-up.
+    // interrupted code's view intact. getpid, signal, raise and write(2) are
+    // async-signal-safe, and a full pipe (EAGAIN) only drops a duplicate
+    // wake-up.
     unsafe {
         let errno = *libc::__errno_location();
+        if libc::getpid() != OWNER.load(Ordering::Relaxed) {
+            // A copy forked from the owner that has not yet reset its
+            // handlers (a job process just forked, or between fork and exec):
+            // the signal is the copy's own, with the default action it would
+            // have as a plain program. Writing it into the owner's pipe would
+            // make the worker act on a signal it never got.
+            libc::signal(signo, libc::SIG_DFL);
+            libc::raise(signo);
+            *libc::__errno_location() = errno;
+            return;
+        }
         let fd = WRITE_FD.load(Ordering::Relaxed);
         if fd >= 0 {
             let byte = signo as u8;
@@ -54,6 +68,7 @@ impl SignalPipe {
         let (read, write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
         WRITE_FD.store(write.as_raw_fd(), Ordering::Relaxed);
+        OWNER.store(nix::unistd::getpid().as_raw(), Ordering::Relaxed);
         let action = SigAction::new(
             SigHandler::Handler(on_signal),
             SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,

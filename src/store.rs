@@ -12,7 +12,13 @@ use crate::payload::{failure_record, mark_requeued, Failure, Job, JobState, Work
 use redis::{Client, Connection, Script};
 use std::time::Duration;
 
-const STATUS_LUA: &str = include_str!("lua/status.lua");
+/// What every script that writes records starts with: the checks that run
+/// before any write (`lua/checks.lua`) and php's status update.
+const COMMON_LUA: &str = concat!(
+    include_str!("lua/checks.lua"),
+    "\n",
+    include_str!("lua/status.lua")
+);
 
 /// How long to wait for a TCP connect or a reply before calling Redis gone.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,20 +37,40 @@ pub struct QueueSet {
     packed_keys: Vec<u8>,
 }
 
+/// How many queue keys the reserve script pops over in one LMPOP (the same
+/// number is in `lua/reserve.lua`). A longer list is reserved from through
+/// its occupied part; see `Worker::queue_set`.
+pub const RESERVE_CHUNK: usize = 1000;
+
 impl QueueSet {
     /// Prepares `names` under `keys`' prefix.
     pub fn new(keys: &Keys, names: Vec<String>) -> QueueSet {
+        let keys = names.iter().map(|n| keys.queue(n)).collect();
+        QueueSet::of(names, keys)
+    }
+
+    fn of(names: Vec<String>, keys: Vec<String>) -> QueueSet {
         QueueSet {
-            keys: names.iter().map(|n| keys.queue(n)).collect(),
-            packed_keys: names
+            packed_keys: keys
                 .iter()
-                .flat_map(|n| {
-                    let key = keys.queue(n);
-                    format!("${}\r\n{key}\r\n", key.len()).into_bytes()
-                })
+                .flat_map(|key| format!("${}\r\n{key}\r\n", key.len()).into_bytes())
                 .collect(),
+            keys,
             names,
         }
+    }
+
+    /// The queues at `indices` (ascending), keeping their order.
+    pub fn subset(&self, indices: &[usize]) -> QueueSet {
+        let pick = |v: &[String]| -> Vec<String> {
+            indices.iter().filter_map(|&i| v.get(i).cloned()).collect()
+        };
+        QueueSet::of(pick(&self.names), pick(&self.keys))
+    }
+
+    /// How many queues there are.
+    pub fn len(&self) -> usize {
+        self.names.len()
     }
 
     /// The queue names, in priority order.
@@ -97,8 +123,9 @@ pub struct Outcome<'a> {
     pub failure_record: Option<&'a str>,
     /// php status key of the job, when it has an `id`.
     pub status_key: Option<&'a str>,
-    /// php pid key of the job, when it has an `id`.
-    pub pid_key: Option<&'a str>,
+    /// php pid key of the job, when it has an `id`, and the pid written
+    /// there: the key is deleted only while it still holds that pid.
+    pub pid_key: Option<(&'a str, i32)>,
     pub now: i64,
 }
 
@@ -108,6 +135,7 @@ struct Scripts {
     unregister: Script,
     take_lock: Script,
     take_over_lock: Script,
+    occupied: Script,
     release_lock: Script,
     retry_failed: Script,
 }
@@ -154,20 +182,23 @@ impl Store {
             keys,
             scripts: Scripts {
                 reserve: Script::new(&format!(
-                    "{STATUS_LUA}\n{}\n{}",
+                    "{COMMON_LUA}\n{}\n{}",
                     include_str!("lua/strict_json.lua"),
                     include_str!("lua/reserve.lua")
                 )),
-                record: Script::new(&format!("{STATUS_LUA}\n{}", include_str!("lua/record.lua"))),
+                record: Script::new(&format!("{COMMON_LUA}\n{}", include_str!("lua/record.lua"))),
                 unregister: Script::new(&format!(
-                    "{STATUS_LUA}\n{}",
+                    "{COMMON_LUA}\n{}",
                     include_str!("lua/unregister.lua")
                 )),
                 retry_failed: Script::new(&format!(
-                    "{STATUS_LUA}\n{}",
+                    "{COMMON_LUA}\n{}",
                     include_str!("lua/retry_failed.lua")
                 )),
                 take_lock: Script::new(include_str!("lua/take_lock.lua")),
+                occupied: Script::new(
+                    "local out = {} for i = 1, #KEYS do if redis.call('EXISTS', KEYS[i]) == 1 then out[#out + 1] = i - 1 end end return out",
+                ),
                 take_over_lock: Script::new(
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0",
                 ),
@@ -382,6 +413,24 @@ impl Store {
         parse_reserve_reply(reply)
     }
 
+    /// The positions in `queues` of the queues that hold a job now (a list
+    /// exists in Redis only while it is not empty), in order.
+    pub fn occupied(&mut self, queues: &QueueSet) -> Result<Vec<usize>> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(
+            || format!("looking for jobs in {} queues", queues.len()),
+            |c, _, s| {
+                let mut call = s.occupied.prepare_invoke();
+                for key in queues.keys() {
+                    call.key(key);
+                }
+                call.invoke(c)
+            },
+        )
+    }
+
     /// Sets php-resque's `job:ID:pid` key while a job's process runs. The
     /// command is sent without waiting: its reply is read before the next
     /// command (the record step), so it costs no round trip of its own.
@@ -422,7 +471,8 @@ impl Store {
             JobState::Complete
         };
         let id = outcome.worker_id;
-        let done: i64 = self.with_conn(
+        let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
+        let reply: Vec<redis::Value> = self.with_conn(
             || format!("recording the outcome of the job of {id}"),
             |c, k, s| {
                 s.record
@@ -437,11 +487,12 @@ impl Store {
                     .arg(outcome.failure_record.unwrap_or(""))
                     .arg(outcome.now)
                     .arg(outcome.status_key.unwrap_or(""))
-                    .arg(outcome.pid_key.unwrap_or(""))
+                    .arg(pid_key)
+                    .arg(pid)
                     .invoke(c)
             },
         )?;
-        Ok(done == 1)
+        Ok(done_and_skipped(&reply, "recording a job") == 1)
     }
 
     /// The in-flight record of a worker, if it is working, as the bytes
@@ -470,8 +521,13 @@ impl Store {
         for _ in 0..5 {
             let current = self.in_flight(worker_id)?;
             let mut plan = Unregistered::Idle;
-            let (mut record, mut status_key, mut requeued, mut queue) =
-                (String::new(), String::new(), String::new(), String::new());
+            let (mut record, mut status_key, mut requeued, mut queue, mut pid_key) = (
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            );
             if let Some(bytes) = current.as_deref() {
                 let (payload, q, class) = match WorkerRecord::parse(bytes) {
                     Some(r) => (
@@ -485,6 +541,9 @@ impl Store {
                 let text = std::str::from_utf8(&payload).ok();
                 status_key = text
                     .and_then(|p| best_effort_status_key(&self.keys, p))
+                    .unwrap_or_default();
+                pid_key = text
+                    .and_then(|p| best_effort_pid_key(&self.keys, p))
                     .unwrap_or_default();
                 // Only a runnable job goes back: a wrapped or broken payload
                 // requeued would lose its original text.
@@ -515,7 +574,7 @@ impl Store {
                 queue = q;
             }
             let expected = current.unwrap_or_default();
-            let done: i64 = self.with_conn(
+            let reply: Vec<redis::Value> = self.with_conn(
                 || format!("unregistering worker {worker_id}"),
                 |c, k, s| {
                     s.unregister
@@ -537,10 +596,11 @@ impl Store {
                         .arg(&status_key)
                         .arg(&requeued)
                         .arg(&queue)
+                        .arg(&pid_key)
                         .invoke(c)
                 },
             )?;
-            if done == 1 {
+            if done_and_skipped(&reply, "unregistering a worker") == 1 {
                 return Ok(plan);
             }
         }
@@ -1077,6 +1137,31 @@ pub fn best_effort_status_key(keys: &Keys, payload: &str) -> Option<String> {
     let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
     let prefix = value.get("prefix").and_then(|p| p.as_str());
     Some(keys.job_status(prefix, id))
+}
+
+/// The php pid key of a payload that is an object with an `id`.
+fn best_effort_pid_key(keys: &Keys, payload: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
+    Some(keys.job_pid(id))
+}
+
+/// Reads a `{status, skipped counters...}` script reply: logs each counter
+/// the script left alone because it was not an integer, returns the status.
+fn done_and_skipped(reply: &[redis::Value], what: &str) -> i64 {
+    let status = match reply.first() {
+        Some(redis::Value::Int(i)) => *i,
+        _ => 0,
+    };
+    for key in reply.iter().skip(1) {
+        if let redis::Value::BulkString(k) = key {
+            log::warn!(
+                "{what}: {} is not an integer, so it was left as it is and not counted; set it to a number to count again",
+                String::from_utf8_lossy(k)
+            );
+        }
+    }
+    status
 }
 
 /// Text that another program wrote, shown with U+FFFD where it is not UTF-8.

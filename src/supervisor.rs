@@ -242,23 +242,31 @@ fn start_worker(
             // SAFETY: prctl with a valid option and signal number.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP) };
             if nix::unistd::getppid() != supervisor {
-                std::process::exit(1);
+                // SAFETY: as below, leaving the supervisor's copy at once.
+                unsafe { libc::_exit(1) }
             }
             // Worker::new installs the worker's handlers, which unblocks them.
-            let code = match Worker::new(settings.clone(), redis, registry) {
-                Ok(worker) => match worker.run() {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        log::error!("{e}");
-                        1
+            // Nothing may unwind out of here into the supervisor's code (its
+            // PIDFILE guard, say): the worker ends in _exit whatever happens.
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    match Worker::new(settings.clone(), redis, registry).and_then(Worker::run) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            log::error!("{e}");
+                            1
+                        }
                     }
-                },
-                Err(e) => {
-                    log::error!("{e}");
-                    1
-                }
-            };
-            std::process::exit(code)
+                }));
+            let code = run.unwrap_or_else(|_| {
+                log::error!("the worker panicked (a bug); the supervisor restarts it");
+                101
+            });
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: _exit skips atexit handlers and destructors, which
+            // belong to the supervisor this process was copied from.
+            unsafe { libc::_exit(code) }
         }
         Err(e) => {
             signals::restore(blocked);

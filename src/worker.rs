@@ -18,7 +18,9 @@ use crate::payload::{exceptions, failure_record, Failure, Job, MalformedPayload,
 use crate::proctitle;
 use crate::prune::{self, PruneRun};
 use crate::signals::{self, SignalPipe, HANDLED};
-use crate::store::{best_effort_status_key, Outcome, QueueSet, Reserved, Store, Unregistered};
+use crate::store::{
+    best_effort_status_key, Outcome, QueueSet, Reserved, Store, Unregistered, RESERVE_CHUNK,
+};
 use crate::timefmt;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -54,6 +56,28 @@ struct KillPlan {
     term_at: Instant,
     kill_at: Instant,
     termed: bool,
+}
+
+/// The queue list a worker reserves from, as last read from Redis.
+struct QueueCache {
+    /// Every queue, in priority order.
+    all: Rc<QueueSet>,
+    /// When `all` was read.
+    read_at: Instant,
+    /// For a list longer than one LMPOP chunk: the queues that held jobs at
+    /// the last look, and when that was.
+    occupied: Option<(Rc<QueueSet>, Instant)>,
+}
+
+/// How one run of a job ended.
+struct Ran {
+    /// `None` when the job completed.
+    failure: Option<Failure>,
+    /// The job process reported the failure itself (and so has run the
+    /// `on_failure` hooks already).
+    reported_by_job: bool,
+    /// The job process's pid, when one started.
+    pid: Option<i32>,
 }
 
 /// What one turn of the loop did.
@@ -107,8 +131,8 @@ pub struct Worker<'r> {
     outage: Outage,
     /// Jobs taken so far, for the exit log.
     jobs_done: u64,
-    /// The queues to reserve from, and when a dynamic list was last read.
-    queues: Option<(Rc<QueueSet>, Instant)>,
+    /// The queues to reserve from, as last read.
+    queues: Option<QueueCache>,
     /// BLOCKING mode's wait.
     doorbells: Option<Doorbells>,
     /// Set when another live process turned out to share our id.
@@ -341,31 +365,61 @@ impl<'r> Worker<'r> {
         }
     }
 
-    /// The queues to reserve from. A static list is prepared once; a
-    /// dynamic one (`*`, globs, skips) is re-read from `queues` at most once
-    /// per INTERVAL (so a new queue is seen within one INTERVAL), or at once
-    /// when `stale` is set. Returns whether it was read just now.
+    /// The queues to reserve from, and whether they are as fresh as a look
+    /// at Redis just now can make them.
+    ///
+    /// A static list is prepared once; a dynamic one (`*`, globs, skips) is
+    /// re-read from `queues` at most once per INTERVAL (so a new queue is
+    /// seen within one INTERVAL), or at once when `stale` is set. A list
+    /// longer than one LMPOP chunk (say `*` over ten thousand tenants) is
+    /// reserved from through its occupied part, looked up as often: popping
+    /// over every key would cost each job milliseconds of Redis time. So a
+    /// queue of such a list that was empty at the last look may wait up to
+    /// one INTERVAL while the worker takes jobs from the others, and priority
+    /// holds among the queues that had jobs.
     fn queue_set(&mut self, stale: bool) -> Result<(Rc<QueueSet>, bool)> {
         let refresh = self.settings.interval.max(Duration::from_millis(100));
         let dynamic = self.settings.queues.is_dynamic();
-        if let Some((set, read_at)) = &self.queues {
-            if !dynamic {
-                // Nothing to re-read: the list is as fresh as it gets.
-                return Ok((set.clone(), true));
-            }
-            if !stale && read_at.elapsed() < refresh {
-                return Ok((set.clone(), false));
+        let reread = match &self.queues {
+            None => true,
+            Some(cache) => dynamic && (stale || cache.read_at.elapsed() >= refresh),
+        };
+        if reread {
+            let names = if dynamic {
+                let known = self.store.queue_names()?;
+                self.settings.queues.resolve(&known)
+            } else {
+                self.settings.queues.names().to_vec()
+            };
+            self.queues = Some(QueueCache {
+                all: Rc::new(QueueSet::new(self.store.keys(), names)),
+                read_at: Instant::now(),
+                occupied: None,
+            });
+        }
+        let Some(cache) = self.queues.as_mut() else {
+            unreachable!("set above")
+        };
+        if cache.all.len() <= RESERVE_CHUNK {
+            // Nothing to re-read for a static list: it is as fresh as it gets.
+            return Ok((cache.all.clone(), reread || !dynamic));
+        }
+        let rescan = match &cache.occupied {
+            None => true,
+            Some((_, at)) => stale || at.elapsed() >= refresh,
+        };
+        if rescan {
+            let all = cache.all.clone();
+            let held = self.store.occupied(&all)?;
+            let set = Rc::new(all.subset(&held));
+            if let Some(cache) = self.queues.as_mut() {
+                cache.occupied = Some((set, Instant::now()));
             }
         }
-        let names = if dynamic {
-            let known = self.store.queue_names()?;
-            self.settings.queues.resolve(&known)
-        } else {
-            self.settings.queues.names().to_vec()
-        };
-        let set = Rc::new(QueueSet::new(self.store.keys(), names));
-        self.queues = Some((set.clone(), Instant::now()));
-        Ok((set, true))
+        match self.queues.as_ref().and_then(|c| c.occupied.as_ref()) {
+            Some((set, _)) => Ok((set.clone(), rescan)),
+            None => unreachable!("set above"),
+        }
     }
 
     fn reserve_and_run(&mut self) -> Result<Turn> {
@@ -441,11 +495,14 @@ impl<'r> Worker<'r> {
                     timefmt::now_epoch(),
                     job.class()
                 ));
-                let failure = self.run_job(&job);
+                let ran = self.run_job(&job);
                 let keys = self.store.keys();
                 let status = job.id().map(|id| keys.job_status(job.status_prefix(), id));
-                let pid = job.id().map(|id| keys.job_pid(id));
-                (failure, status, pid, label)
+                let pid = job
+                    .id()
+                    .zip(ran.pid)
+                    .map(|(id, pid)| (keys.job_pid(id), pid));
+                (ran.failure, status, pid, label)
             }
             Err(bad) => {
                 let status = std::str::from_utf8(&payload)
@@ -476,22 +533,21 @@ impl<'r> Worker<'r> {
             in_flight,
             failure_record: record.as_deref(),
             status_key: status_key.as_deref(),
-            pid_key: pid_key.as_deref(),
+            pid_key: pid_key.as_ref().map(|(k, pid)| (k.as_str(), *pid)),
             now: timefmt::now_epoch(),
         });
     }
 
     /// Runs a job; the failure, if any, has been through `on_failure`.
-    fn run_job(&mut self, job: &Job) -> Option<Failure> {
-        let (failure, from_job) = self.start_and_watch(job);
-        if let (Some(failure), false) = (&failure, from_job) {
+    fn run_job(&mut self, job: &Job) -> Ran {
+        let ran = self.start_and_watch(job);
+        if let (Some(failure), false) = (&ran.failure, ran.reported_by_job) {
             self.registry.hooks().on_failure_in_worker(job, failure);
         }
-        failure
+        ran
     }
 
-    /// The failure, and whether the job process reported it itself.
-    fn start_and_watch(&mut self, job: &Job) -> (Option<Failure>, bool) {
+    fn start_and_watch(&mut self, job: &Job) -> Ran {
         self.registry.hooks().before_fork(job);
         let memory = self.settings.limits.memory_bytes;
         let mut process = match child::start(
@@ -503,16 +559,19 @@ impl<'r> Worker<'r> {
             memory,
         ) {
             Ok(p) => p,
-            Err(failure) => return (Some(failure), false),
+            Err(failure) => {
+                return Ran {
+                    failure: Some(failure),
+                    reported_by_job: false,
+                    pid: None,
+                }
+            }
         };
-        log::debug!("{}: running as pid {}", job_label(job), process.pid());
-        proctitle::set(&format!(
-            "Forked {} at {}",
-            process.pid(),
-            timefmt::now_epoch()
-        ));
+        let pid = process.pid();
+        log::debug!("{}: running as pid {pid}", job_label(job));
+        proctitle::set(&format!("Forked {pid} at {}", timefmt::now_epoch()));
         if let Some(id) = job.id() {
-            if let Err(e) = self.store.set_job_pid(id, process.pid()) {
+            if let Err(e) = self.store.set_job_pid(id, pid) {
                 log::warn!("{e}");
             }
         }
@@ -521,7 +580,7 @@ impl<'r> Worker<'r> {
         self.kill_plan = None;
         self.job_deadline = None;
         let timed_out = std::mem::take(&mut self.timed_out);
-        let (failure, from_job) = process.outcome(status);
+        let (failure, reported_by_job) = process.outcome(status);
         if timed_out {
             let limit = self.settings.limits.timeout.unwrap_or_default();
             let failure = Failure::new(
@@ -534,17 +593,26 @@ impl<'r> Worker<'r> {
                         .unwrap_or_else(|| "it then exited 0".into())
                 ),
             );
-            return (Some(failure), false);
+            return Ran {
+                failure: Some(failure),
+                reported_by_job: false,
+                pid: Some(pid),
+            };
         }
-        match (failure, memory) {
+        let failure = match (failure, memory) {
             (Some(mut f), Some(bytes)) => {
                 f.error.push_str(&format!(
                     " (JOB_MEMORY_LIMIT of {} MB was in force)",
                     bytes >> 20
                 ));
-                (Some(f), from_job)
+                Some(f)
             }
-            (failure, _) => (failure, from_job),
+            (failure, _) => failure,
+        };
+        Ran {
+            failure,
+            reported_by_job,
+            pid: Some(pid),
         }
     }
 
@@ -591,7 +659,7 @@ impl<'r> Worker<'r> {
     /// when a signal changes what the loop should do.
     fn wait_for_work(&mut self, duration: Duration) {
         let keys: Vec<String> = match &self.queues {
-            Some((set, _)) if !self.paused && self.doorbells.is_some() => set.keys().to_vec(),
+            Some(cache) if !self.paused && self.doorbells.is_some() => cache.all.keys().to_vec(),
             _ => Vec::new(),
         };
         if keys.is_empty() || keys.len() > doorbell::MAX_QUEUES {

@@ -601,3 +601,86 @@ fn bytes_that_are_not_utf8_stop_neither_pruning_nor_the_ops_commands() {
     assert_eq!(of_bad["payload"], Value::Null);
     assert_eq!(of_bad["raw_base64"], resque_fork::payload::base64(record));
 }
+
+/// How many connections the server has accepted so far, asked on `probe`
+/// (one connection kept for it, so that asking adds none).
+fn connections_received(probe: &mut redis::Connection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(probe).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_demoted_or_masterless_server_is_a_lost_connection() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let done = jobs.scratch("done");
+    jobs.add("Touch", &format!("touch {}", done.display()));
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    log_to(&mut cmd, &log);
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the worker registers", || {
+        redis.members("resque:workers").len() == 1
+    });
+    let config = |args: &[&str]| {
+        let _: () = redis::cmd(args[0])
+            .arg(&args[1..])
+            .query(&mut redis.conn())
+            .unwrap();
+    };
+    // A failover demoted it: a replica (READONLY to writes) of a master
+    // that is not there; then one that refuses even reads (MASTERDOWN).
+    let mut probe = redis.conn();
+    config(&["REPLICAOF", "127.0.0.1", "1"]);
+    for phase in ["READONLY", "MASTERDOWN"] {
+        if phase == "MASTERDOWN" {
+            config(&["CONFIG", "SET", "replica-serve-stale-data", "no"]);
+        }
+        let before = connections_received(&mut probe);
+        wait_until(
+            &format!("the worker reconnects again and again ({phase})"),
+            || connections_received(&mut probe) >= before + 3,
+        );
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the worker lives on");
+    config(&["CONFIG", "SET", "replica-serve-stale-data", "yes"]);
+    config(&["REPLICAOF", "NO", "ONE"]);
+    redis.push("q", r#"{"class":"Touch","args":[]}"#);
+    wait_until("the job runs once the server is a master again", || {
+        done.exists()
+    });
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        logged(&log, "retrying until Redis answers"),
+        1,
+        "one line per outage: {text}"
+    );
+    assert_eq!(logged(&log, "Redis answers again"), 1, "{text}");
+}
+
+#[test]
+fn pruning_files_each_job_once_even_past_a_bad_counter_and_clears_its_pid_key() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let _: () = redis.conn().set("resque:stat:failed", "abc").unwrap();
+    let _: () = redis.conn().set("resque:job:j1:pid", "12345").unwrap();
+    let dead = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(
+        &redis,
+        &dead,
+        Some(r#"{"class":"Mailer","args":[],"id":"j1"}"#),
+        None,
+    );
+    drain(&redis, &jobs, "q");
+    drain(&redis, &jobs, "q");
+    assert!(redis.members("resque:workers").is_empty());
+    assert_eq!(redis.failures().len(), 1, "filed once, not on every pass");
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.get("resque:stat:failed").as_deref(), Some("abc"));
+    assert!(redis.get("resque:job:j1:pid").is_none());
+}

@@ -421,3 +421,78 @@ fn a_pool_with_interval_zero_drains_and_exits() {
     assert!(redis.members("resque:workers").is_empty());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("died unexpectedly"));
 }
+
+#[test]
+fn a_worker_that_panics_never_takes_the_supervisors_pidfile_with_it() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let pidfile = jobs.scratch("pool.pid");
+    let log = jobs.scratch("pool.log");
+    let mut cmd = std::process::Command::new(fault_worker());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("REDIS_URL", redis.url())
+        .env("QUEUE", "q")
+        .env("COUNT", "2")
+        .env("PIDFILE", &pidfile)
+        .env("FAULT_PANIC_AT_START", "1");
+    log_to(&mut cmd, &log);
+    let mut pool = cmd.spawn().unwrap();
+    wait_until("both workers panicked and were reaped", || {
+        logged(&log, "died unexpectedly") >= 2
+    });
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        pool.id().to_string(),
+        "the supervisor's PIDFILE is still there"
+    );
+    signal(pool.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut pool).success());
+    assert!(!pidfile.exists());
+}
+
+#[test]
+fn a_signal_to_a_copy_that_still_has_the_handlers_is_its_own() {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    // A job process between its fork and its own handler reset: a signal it
+    // gets must act on it (default action), never land in the owner's pipe.
+    // SAFETY: the child only forks, signals and exits; no locks are taken
+    // that another test thread could hold.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let pipe =
+                resque_fork::signals::SignalPipe::install(resque_fork::signals::HANDLED).unwrap();
+            let ok = match unsafe { fork() }.unwrap() {
+                ForkResult::Child => {
+                    // SAFETY: raise with a valid signal; _exit ends the copy.
+                    unsafe {
+                        libc::raise(libc::SIGTERM);
+                        libc::_exit(0)
+                    }
+                }
+                ForkResult::Parent { child } => {
+                    let died = matches!(
+                        waitpid(child, None),
+                        Ok(WaitStatus::Signaled(
+                            _,
+                            nix::sys::signal::Signal::SIGTERM,
+                            _
+                        ))
+                    );
+                    // (The owner's own SIGCHLD for the copy's end is its.)
+                    died && !pipe.drain().contains(&nix::sys::signal::Signal::SIGTERM)
+                }
+            };
+            // SAFETY: leaving the forked test process at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => {
+            assert_eq!(
+                waitpid(child, None).unwrap(),
+                WaitStatus::Exited(child, 0),
+                "the copy died of its own SIGTERM, which never reached the owner's pipe"
+            );
+        }
+    }
+}

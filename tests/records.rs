@@ -555,3 +555,77 @@ fn bulk_enqueue_writes_exactly_the_payloads_given_in_order() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(redis.llen("resque:queue:other"), 0);
 }
+
+#[test]
+fn a_counter_that_is_not_an_integer_is_left_alone_and_the_job_still_recorded() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Bad", "exit 1");
+    let _: () = redis.conn().set("resque:stat:failed", "abc").unwrap();
+    let id = enqueue(&redis, &["q", "Bad"]);
+    let out = drain(&redis, &jobs, "q");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("resque:stat:failed is not an integer"),
+        "{log}"
+    );
+    assert_eq!(redis.failures().len(), 1);
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.get("resque:stat:failed").as_deref(), Some("abc"));
+    let status: Value =
+        serde_json::from_str(&redis.get(&format!("resque:job:{id}:status")).unwrap()).unwrap();
+    assert_eq!(status["status"], 3, "the record step ran to its end");
+}
+
+#[test]
+fn a_failed_list_of_the_wrong_type_keeps_the_job_until_it_can_be_filed() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Bad", "exit 1");
+    let _: () = redis.conn().hset("resque:failed", "x", "y").unwrap();
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    log_to(&mut cmd, &log);
+    let mut child = cmd.spawn().unwrap();
+    redis.push("q", r#"{"class":"Bad","args":[]}"#);
+    wait_until("the worker says why it cannot record", || {
+        logged(&log, "WRONGTYPE") >= 1
+    });
+    let id = format!("{}:{}:q", hostname(), child.id());
+    assert!(
+        redis.get(&format!("resque:worker:{id}")).is_some(),
+        "the job is still held, not half recorded"
+    );
+    assert_eq!(redis.int("resque:stat:processed"), 0);
+    let _: () = redis.conn().del("resque:failed").unwrap();
+    wait_until("the job is recorded once the list can take it", || {
+        redis.int("resque:stat:processed") == 1
+    });
+    assert_eq!(redis.failures().len(), 1);
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn the_pid_key_is_removed_only_while_it_names_our_job_process() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let gate = jobs.gated("Slow", 0);
+    let id = enqueue(&redis, &["q", "Slow"]);
+    let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    let pid_key = format!("resque:job:{id}:pid");
+    wait_until("the pid key names the job process", || {
+        jobs.job_pids("Slow")
+            .first()
+            .is_some_and(|p| redis.get(&pid_key) == Some(p.to_string()))
+    });
+    // Another run of the same job id, elsewhere, wrote its own pid since.
+    let _: () = redis.conn().set(&pid_key, "999999").unwrap();
+    std::fs::write(&gate, "").unwrap();
+    wait_until("the job is recorded", || {
+        redis.int("resque:stat:processed") == 1
+    });
+    assert_eq!(redis.get(&pid_key).as_deref(), Some("999999"));
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}

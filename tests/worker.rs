@@ -291,6 +291,44 @@ fn star_over_ten_thousand_queues_keeps_priority() {
 }
 
 #[test]
+fn over_a_long_list_a_job_in_an_empty_queue_waits_at_most_an_interval() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.logging("sleep 0.05");
+    let names: Vec<String> = (0..3_000).map(|i| format!("t{i:05}")).collect();
+    let _: () = redis::cmd("SADD")
+        .arg("resque:queues")
+        .arg(&names)
+        .query(&mut redis.conn())
+        .unwrap();
+    for i in 0..40 {
+        redis.push(
+            "t02999",
+            &format!(r#"{{"class":"Log","args":["last{i}"]}}"#),
+        );
+    }
+    let mut child = worker(&redis, &jobs, "*", "0.2").spawn().unwrap();
+    wait_until("the worker is busy with the last queue", || {
+        line_count(&log) >= 2
+    });
+    // The first queue, empty until now, gets a job while the worker works.
+    redis.push("t00000", r#"{"class":"Log","args":["first"]}"#);
+    wait_until("the job in the first queue runs", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("first")
+    });
+    let order = std::fs::read_to_string(&log).unwrap();
+    let seen_at = order.lines().position(|l| l.contains("first")).unwrap();
+    assert!(
+        seen_at < 40,
+        "taken while the last queue still had jobs: {seen_at}"
+    );
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
 fn star_sees_a_queue_created_after_start() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
@@ -503,4 +541,62 @@ fn a_blocked_worker_killed_takes_nothing_with_it() {
         redis.members("resque:workers").is_empty(),
         "the dead one was pruned"
     );
+}
+
+#[test]
+fn a_doorbell_that_answers_with_an_error_means_polling_not_spinning() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let done = jobs.scratch("done");
+    jobs.add("Touch", &format!("touch {}", done.display()));
+    // A user that may not block: every doorbell answers -NOPERM.
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "nb",
+            "on",
+            ">pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-@blocking",
+        ])
+        .query(&mut redis.conn())
+        .unwrap();
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "1");
+    cmd.env("BLOCKING", "1").env(
+        "REDIS_URL",
+        format!("unix://{}?user=nb&pass=pw", redis.socket().display()),
+    );
+    log_to(&mut cmd, &log);
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the worker says the doorbell failed", || {
+        logged(&log, "BLOCKING doorbell failed") == 1
+    });
+    let reserves = || -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.conn())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    // Polling at INTERVAL=1 (plus a retried doorbell now and then) takes
+    // seconds for five reserves; a worker counting errors as rings sends
+    // thousands a second.
+    let (before, start) = (reserves(), std::time::Instant::now());
+    wait_until("the idle worker polls", || reserves() >= before + 5);
+    let took = start.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(1500),
+        "5 reserves in {took:?}: the idle worker spins"
+    );
+    redis.push("q", r#"{"class":"Touch","args":[]}"#);
+    wait_until("a job still runs, by polling", || done.exists());
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(logged(&log, "BLOCKING doorbell failed"), 1, "logged once");
 }

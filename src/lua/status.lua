@@ -1,7 +1,8 @@
 -- php-resque's status record, written only where the key exists (the enqueuer
--- creates it when tracking was asked for), keeping `started` as php does.
+-- creates it when tracking was asked for), keeping `started` as php does. A
+-- key of another type is not a status record: it is left alone.
 local function set_status(key, state, now)
-  local old = redis.call('GET', key)
+  local old = string_at(key)
   if not old then return end
   local started = 'null'
   local ok, decoded = pcall(cjson.decode, old)

@@ -505,11 +505,22 @@ pub fn logged(path: &Path, needle: &str) -> usize {
 
 /// examples/worker.rs, built by `cargo test` (a user's own worker binary).
 pub fn example_worker() -> PathBuf {
+    example("worker")
+}
+
+/// tests/bin/fault_worker.rs, built by `cargo test`: a worker with faults
+/// switched on by environment.
+pub fn fault_worker() -> PathBuf {
+    example("fault_worker")
+}
+
+/// An example binary that `cargo test` built.
+fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let path = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("examples").join("worker"))
+        .map(|dir| dir.join("examples").join(name))
         .expect("target dir");
     assert!(
         path.exists(),
