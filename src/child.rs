@@ -77,7 +77,7 @@ pub fn start(
                     // SAFETY: leaving the copy of the worker without running its destructors.
                     unsafe { libc::_exit(1) }
                 }
-                run_rust_child(job, registry, write, worker_id)
+                run_rust_child(job, registry, write, worker_id, exec.keeps_redis_env())
             }
             Ok(ForkResult::Parent { child }) => {
                 Ok(JobProcess::new(child, Kind::Rust, Some(read), None))
@@ -100,6 +100,16 @@ pub fn start(
     }
 }
 
+/// Reaps every child that has exited, while no job runs: orphans a worker
+/// running as PID 1 has inherited.
+pub fn reap_orphans() {
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
 fn set_nonblocking(fd: &OwnedFd) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
@@ -114,11 +124,23 @@ fn set_nonblocking(fd: &OwnedFd) {
 /// the worker's destructors (its Redis connection belongs to the parent).
 /// Whatever happens, the child ends in `_exit`: nothing may unwind back into
 /// the worker's code, which would run its cleanup over its Redis socket.
-fn run_rust_child(job: &Job, registry: &Registry, report: OwnedFd, worker_id: &str) -> ! {
+fn run_rust_child(
+    job: &Job,
+    registry: &Registry,
+    report: OwnedFd,
+    worker_id: &str,
+    keep_redis_env: bool,
+) -> ! {
     let body = std::panic::AssertUnwindSafe(|| {
+        // (The process is single-threaded: changing its environment is safe.)
         // Named like an exec job's, so a pruner can tell this job's own
         // processes from others (see `prune`).
         std::env::set_var("RESQUE_WORKER", worker_id);
+        if !keep_redis_env {
+            for var in crate::handlers::exec::REDIS_ENV_VARS {
+                std::env::remove_var(var);
+            }
+        }
         crate::handlers::registry::capture_panic_locations();
         let failure = registry.perform_in_job_process(job);
         let mut text = serde_json::to_vec(&failure).unwrap_or_default();
@@ -191,14 +213,23 @@ impl JobProcess {
         }
     }
 
-    /// Reaps the process if it has ended.
+    /// Reaps the process if it has ended, and any other child that has:
+    /// a worker running as PID 1 (a container) inherits every orphan, and
+    /// must reap them or they stay zombies.
     pub fn try_reap(&mut self) -> Option<WaitStatus> {
-        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => None,
-            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => Some(status),
-            Ok(_) => None,
-            // ECHILD: already reaped; should not happen, but never wait forever.
-            Err(_) => Some(WaitStatus::Exited(self.pid, 255)),
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => return None,
+                Ok(status @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, ..)))
+                    if pid == self.pid =>
+                {
+                    return Some(status)
+                }
+                // Some other child (an orphan), reaped; look again.
+                Ok(_) => continue,
+                // ECHILD: already reaped; should not happen, but never wait forever.
+                Err(_) => return Some(WaitStatus::Exited(self.pid, 255)),
+            }
         }
     }
 

@@ -44,10 +44,23 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct RedisArgs {
     /// Redis to use: redis://[user:pass@]host:port/db, rediss://…, or unix:///path/to/socket
-    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL")]
+    // (Values hidden from --help: they may hold a password.)
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
     redis_url: Option<String>,
     /// php-resque's form: host:port, redis://…, tcp://… or unix:///path (REDIS_URL wins)
-    #[arg(long, env = "REDIS_BACKEND", global = true, value_name = "DSN")]
+    #[arg(
+        long,
+        env = "REDIS_BACKEND",
+        global = true,
+        value_name = "DSN",
+        hide_env_values = true
+    )]
     redis_backend: Option<String>,
     /// Database number for REDIS_BACKEND, when its DSN names none
     #[arg(long, env = "REDIS_BACKEND_DB", global = true, value_name = "N")]
@@ -137,6 +150,10 @@ struct WorkArgs {
     #[arg(long, env = "BLOCKING", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
     blocking: bool,
+    /// Let jobs inherit REDIS_URL, REDIS_BACKEND and REDIS_BACKEND_DB (by default they are removed from a job's environment, so a job cannot leak a password)
+    #[arg(long, env = "JOB_ENV_KEEP_REDIS", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    job_env_keep_redis: bool,
     /// Seconds to wait for an unreachable Redis at startup before exiting 1; 0 = exit at once
     #[arg(long, env = "REDIS_STARTUP_TIMEOUT", default_value = "30", value_name = "SECONDS",
           value_parser = config::parse_interval)]
@@ -244,7 +261,7 @@ enum FailedCommand {
     },
     /// One failure record in full
     Show {
-        /// An ID from `failed list` (stays valid as the list changes), or an index (whatever is there now)
+        /// An ID from `failed list` (stays valid as the list changes; 6 or more of its first digits will do), or an index (whatever is there now; #N says so when the digits could also start an id)
         failure: ops::FailureRef,
     },
     /// Put a failed job back on its queue (keeping its id), marking the record retried
@@ -257,6 +274,9 @@ enum FailedCommand {
         all: bool,
         #[command(flatten)]
         filter: FailureFilterArgs,
+        /// Retry a record that was retried before (its job runs again)
+        #[arg(long, conflicts_with = "all")]
+        again: bool,
     },
     /// Delete one failure record
     Remove {
@@ -340,17 +360,34 @@ impl WorkArgs {
                 pre_shutdown_timeout: self.pre_shutdown_timeout,
             },
             graceful_term: self.graceful_term,
-            prune: crate::prune::PrunePolicy {
-                max_heartbeat_age: self.prune_age,
-                requeue_orphans: self.requeue_orphans,
-            },
+            prune: self.prune_policy()?,
             prune_interval: self.prune_interval,
             redis_startup_timeout: self.redis_startup_timeout,
             blocking: self.blocking,
+            job_env_keep_redis: self.job_env_keep_redis,
             limits: config::JobLimits {
                 timeout: self.job_timeout,
                 memory_bytes: self.job_memory_limit,
             },
+        })
+    }
+}
+
+impl WorkArgs {
+    /// How dead workers are judged. PRUNE_AGE must leave a live worker at
+    /// least two heartbeats, or workers beating on time would be pruned.
+    fn prune_policy(&self) -> Result<crate::prune::PrunePolicy> {
+        if self.prune_age < self.heartbeat_interval * 2 {
+            return Err(Error::Config(format!(
+                "PRUNE_AGE ({}s) must be at least twice HEARTBEAT_INTERVAL ({}s)",
+                self.prune_age.as_secs_f64(),
+                self.heartbeat_interval.as_secs_f64()
+            )));
+        }
+        Ok(crate::prune::PrunePolicy {
+            max_heartbeat_age: self.prune_age,
+            requeue_orphans: self.requeue_orphans,
+            heartbeat_interval: self.heartbeat_interval,
         })
     }
 }
@@ -529,10 +566,7 @@ fn confirm(yes: bool, question: &str) -> Result<bool> {
 fn operate(cli: &Cli, command: &Command) -> Result<()> {
     let json = cli.json;
     let mut store = cli.redis.store()?;
-    let policy = crate::prune::PrunePolicy {
-        max_heartbeat_age: cli.work.prune_age,
-        requeue_orphans: cli.work.requeue_orphans,
-    };
+    let policy = cli.work.prune_policy()?;
     match command {
         Command::Info => show(json, &ops::info(&mut store)?, report::info),
         Command::Queues => show(json, &ops::queues(&mut store)?, |r| report::queues(r)),
@@ -576,24 +610,31 @@ fn operate(cli: &Cli, command: &Command) -> Result<()> {
                 let pretty = serde_json::from_str::<serde_json::Value>(&row.record)
                     .and_then(|v| serde_json::to_string_pretty(&v))
                     .unwrap_or(row.record.clone());
-                println!("failure {} (index {})\n{pretty}", row.id, row.index);
+                let pretty: Vec<_> = pretty.lines().map(report::printable).collect();
+                println!(
+                    "failure {} (index {})\n{}",
+                    row.id,
+                    row.index,
+                    pretty.join("\n")
+                );
             }
         }
         Command::Failed(FailedCommand::Retry {
             failure,
             all,
             filter,
+            again,
         }) => {
             if *all {
                 let n = ops::failed_retry_all(&mut store, &filter.filter())?;
                 println!("retried {n} failed jobs");
             } else if let Some(failure) = failure {
-                let row = ops::failed_retry(&mut store, failure)?;
+                let row = ops::failed_retry(&mut store, failure, *again)?;
                 println!(
                     "retried failure {}: {} is back on queue {}",
                     row.id,
-                    row.class.as_deref().unwrap_or("?"),
-                    row.queue.as_deref().unwrap_or("?")
+                    report::printable(row.class.as_deref().unwrap_or("?")),
+                    report::printable(row.queue.as_deref().unwrap_or("?"))
                 );
             }
         }
@@ -627,7 +668,7 @@ fn work(cli: &Cli, registry: &Registry) -> Result<()> {
     // soon as it appears in PIDFILE.
     signals::block(signals::HANDLED);
     let _pidfile = match &settings.pidfile {
-        Some(path) => Some(Pidfile::claim(path)?),
+        Some(path) => Some(crate::pidfile::Pidfile::claim(path)?),
         None => None,
     };
     proctitle::init();
@@ -636,48 +677,4 @@ fn work(cli: &Cli, registry: &Registry) -> Result<()> {
     } else {
         supervisor::run(count, &settings, &redis, registry)
     }
-}
-
-/// The PIDFILE of the foreground process, removed on drop.
-struct Pidfile {
-    path: PathBuf,
-}
-
-impl Pidfile {
-    /// Writes our pid, unless the file names a live resque-fork process; a
-    /// stale file (dead pid, or a pid reused by another program) is replaced.
-    fn claim(path: &std::path::Path) -> Result<Pidfile> {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(pid) = text.trim().parse::<i32>() {
-                if pid != std::process::id() as i32 && is_resque_fork(pid) {
-                    return Err(Error::AlreadyRunning {
-                        pidfile: path.to_path_buf(),
-                        pid,
-                    });
-                }
-            }
-            log::info!("replacing stale PIDFILE {}", path.display());
-        }
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| Error::io(format!("writing PIDFILE {}", path.display()), e))?;
-        Ok(Pidfile {
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Pidfile {
-    fn drop(&mut self) {
-        // Forked workers inherit this value but never drop it (they exit).
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// True when `pid` is alive and its command line is resque-fork's (its
-/// binary name or its process title).
-fn is_resque_fork(pid: i32) -> bool {
-    crate::prune::pid_alive(pid)
-        && std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|cmd| String::from_utf8_lossy(&cmd).contains("resque-fork"))
-            .unwrap_or(false)
 }

@@ -14,6 +14,48 @@ pub struct RedisSettings {
     pub prefix: String,
 }
 
+/// A Redis URL or php DSN as it may be shown (errors, logs, help): its
+/// password, in the user part or in a `pass`/`password` query parameter,
+/// replaced by `***`.
+///
+/// ```
+/// use resque_fork::config::redact_url;
+/// assert_eq!(redact_url("redis://u:s3cret@h:6379/0"), "redis://u:***@h:6379/0");
+/// assert_eq!(redact_url("redis2://:s3cret@h"), "redis2://:***@h");
+/// assert_eq!(redact_url("unix:///r.sock?user=u&pass=s3cret&db=1"), "unix:///r.sock?user=u&pass=***&db=1");
+/// assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+/// assert_eq!(redact_url("u:s3cret@h:1"), "u:***@h:1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k == "pass" || k == "password" => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}{authority}{tail}")
+}
+
 /// The default when neither `REDIS_URL` nor `REDIS_BACKEND` is set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -38,7 +80,8 @@ pub fn redis_url(
             .any(|s| url.starts_with(s));
         if !scheme_ok {
             return Err(Error::Config(format!(
-                "REDIS_URL {url:?} must start with redis://, rediss:// or unix://"
+                "REDIS_URL {:?} must start with redis://, rediss:// or unix://",
+                redact_url(url)
             )));
         }
         return Ok(url.to_string());
@@ -78,7 +121,8 @@ pub fn redis_url(
     };
     if authority.is_empty() {
         return Err(Error::Config(format!(
-            "REDIS_BACKEND {backend:?} names no host"
+            "REDIS_BACKEND {:?} names no host",
+            redact_url(backend)
         )));
     }
     let authority = if authority
@@ -126,6 +170,8 @@ pub struct WorkerSettings {
     pub limits: JobLimits,
     /// Wait for jobs with blocking doorbells instead of polling every INTERVAL.
     pub blocking: bool,
+    /// Pass the Redis connection variables on to jobs (`JOB_ENV_KEEP_REDIS`).
+    pub job_env_keep_redis: bool,
 }
 
 /// Limits on each job process.
@@ -198,6 +244,7 @@ impl Default for KillSettings {
 /// assert_eq!(parse_interval("0.5").unwrap().as_millis(), 500);
 /// assert!(parse_interval("-1").is_err());
 /// assert!(parse_interval("soon").is_err());
+/// assert!(parse_interval("1e300").is_err());
 /// ```
 pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
     let secs: f64 = text
@@ -209,8 +256,17 @@ pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
             "{text:?} must be zero or a positive number of seconds"
         ));
     }
+    // Far past any real wait, and safe to add to a clock reading.
+    if secs > MAX_SECONDS {
+        return Err(format!(
+            "{text:?} is too long (at most {MAX_SECONDS} seconds)"
+        ));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
+
+/// The longest duration any setting takes: about 31 years.
+const MAX_SECONDS: f64 = 1e9;
 
 /// Makes a path absolute against the current directory.
 pub fn absolute(path: &Path) -> Result<PathBuf> {

@@ -80,6 +80,11 @@ impl Identity {
     }
 }
 
+/// The id a worker process of this host with `pid` working `queues` has.
+pub fn worker_id(pid: i32, queues: &str) -> String {
+    format!("{}:{pid}:{queues}", hostname())
+}
+
 /// 128 random bits as hex, from the kernel's generator. Should it be
 /// unreadable, the time and pid still make a token no other process has.
 fn random_token() -> String {

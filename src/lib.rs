@@ -122,6 +122,10 @@ pub mod doorbell;
 #[doc(hidden)]
 pub mod ops;
 #[doc(hidden)]
+pub mod pidfile;
+#[doc(hidden)]
+pub mod procfs;
+#[doc(hidden)]
 pub mod proctitle;
 #[doc(hidden)]
 pub mod prune;

@@ -179,15 +179,7 @@ fn worker_row(
                 },
             });
     let locally_paused = local
-        && pid.is_some_and(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .trim_end_matches('\0')
-                        .ends_with("Paused")
-                })
-                .unwrap_or(false)
-        });
+        && pid.is_some_and(|p| crate::procfs::cmdline(p).is_some_and(|c| c.ends_with("Paused")));
     let state = if job.is_some() {
         "working"
     } else if paused_all || locally_paused {
@@ -343,45 +335,121 @@ pub fn failed_list(
 /// A failure record named by index (whatever is there now) or content id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureRef {
+    /// A position in the list (`#N` says so explicitly).
     Index(usize),
+    /// The start of a content id: at least 6 hex digits.
     Id(String),
+    /// Digits only, 6 or more: an index, or the start of an id. Whichever
+    /// names a record wins; when both do, the reference is refused.
+    IndexOrId(usize, String),
 }
+
+impl FailureRef {
+    /// The index it can be, and the id prefix it can be.
+    fn parts(&self) -> (Option<usize>, Option<&str>) {
+        match self {
+            FailureRef::Index(i) => (Some(*i), None),
+            FailureRef::Id(id) => (None, Some(id.as_str())),
+            FailureRef::IndexOrId(i, id) => (Some(*i), Some(id.as_str())),
+        }
+    }
+}
+
+/// The shortest id prefix accepted: shorter ones would name many records.
+const MIN_ID_PREFIX: usize = 6;
 
 impl std::str::FromStr for FailureRef {
     type Err = String;
 
-    /// Decimal = an index; 6 to 40 hex digits with a letter, or 12 = an id.
+    /// `#N` or a short number = an index; 6 to 40 hex digits with a letter,
+    /// or 12 digits = an id (prefix); 6 to 11 digits = either.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let s = s.trim();
-        let hex = (6..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if hex && (s.len() == 12 || s.bytes().any(|b| b.is_ascii_alphabetic())) {
+        if let Some(n) = s.strip_prefix('#') {
+            return n
+                .parse()
+                .map(FailureRef::Index)
+                .map_err(|_| format!("{s:?} is not an index"));
+        }
+        let hex =
+            (MIN_ID_PREFIX..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let digits = s.bytes().all(|b| b.is_ascii_digit());
+        if hex && (s.len() >= 12 || !digits) {
             return Ok(FailureRef::Id(s.to_ascii_lowercase()));
         }
-        s.parse()
-            .map(FailureRef::Index)
-            .map_err(|_| format!("{s:?} is neither an index nor a failure id"))
+        match s.parse() {
+            Ok(i) if hex => Ok(FailureRef::IndexOrId(i, s.to_string())),
+            Ok(i) => Ok(FailureRef::Index(i)),
+            Err(_) => Err(format!("{s:?} is neither an index nor a failure id")),
+        }
     }
 }
 
-/// Finds a failure record now.
+/// Finds a failure record now. An id prefix that several records share, and
+/// a number that is both an index and an id prefix, are refused with the
+/// candidates named.
 pub fn failed_find(store: &mut Store, r: &FailureRef) -> Result<FailureRow> {
-    let mut found = None;
+    let (index, prefix) = r.parts();
+    let mut at_index = None;
+    let mut by_id: Vec<FailureRow> = Vec::new();
     each_failure(store, |row| {
-        let hit = match r {
-            FailureRef::Index(i) => row.index == *i,
-            FailureRef::Id(id) => row.id.starts_with(id.as_str()),
-        };
-        if hit {
-            found = Some(row);
+        if prefix.is_some_and(|p| row.id.starts_with(p)) {
+            by_id.push(row.clone());
         }
-        !hit
+        if index == Some(row.index) {
+            at_index = Some(row);
+        }
+        // Past the index, only an id search needs more of the list.
+        prefix.is_some() || at_index.is_none()
     })?;
-    found.ok_or_else(|| match r {
-        FailureRef::Index(i) => Error::NotFound(format!("no failure record at index {i}")),
-        FailureRef::Id(id) => Error::NotFound(format!(
-            "no failure record with id {id} (removed or retried since it was listed?)"
-        )),
-    })
+    pick(r, at_index, by_id)
+}
+
+/// Which record a reference names, given the record at its index (if it is
+/// one) and those whose ids start with it (if it can be an id).
+fn pick(
+    r: &FailureRef,
+    at_index: Option<FailureRow>,
+    mut by_id: Vec<FailureRow>,
+) -> Result<FailureRow> {
+    let (index, prefix) = r.parts();
+    let named = |rows: &[FailureRow]| -> String {
+        rows.iter()
+            .map(|f| {
+                format!(
+                    "{} (index {}, {})",
+                    f.id,
+                    f.index,
+                    f.class.as_deref().unwrap_or("?")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (at_index, by_id.len()) {
+        (Some(row), 0) => Ok(row),
+        (None, 1) => Ok(by_id.remove(0)),
+        (Some(row), _) => Err(Error::Conflict(format!(
+            "{} is both the index of failure {} and the start of failure id(s) {}: write #{} for the index, or more of the id",
+            prefix.unwrap_or_default(),
+            row.id,
+            named(&by_id),
+            row.index
+        ))),
+        (None, 0) => Err(Error::NotFound(match (index, prefix) {
+            (Some(i), None) => format!("no failure record at index {i}"),
+            _ => format!(
+                "no failure record with id {} (removed or retried since it was listed?)",
+                prefix.unwrap_or_default()
+            ),
+        })),
+        (None, n) => Err(Error::Conflict(format!(
+            "{} failure records have ids starting with {}: {}; give more of the id",
+            n,
+            prefix.unwrap_or_default(),
+            named(&by_id)
+        ))),
+    }
 }
 
 /// The record with `retried_at` set: spliced into the text when new, so the
@@ -407,9 +475,16 @@ fn with_retried_at(record: &str, at: &str) -> Result<String> {
 
 /// Retries one failure: `retried_at` is set on the record (as resque-web
 /// does) and the payload goes back to the tail of its queue, `id` and all,
-/// so php status tracking follows it. Returns the row retried.
-pub fn failed_retry(store: &mut Store, r: &FailureRef) -> Result<FailureRow> {
+/// so php status tracking follows it. A record retried before is refused
+/// unless `again`: its job would run a second time. Returns the row retried.
+pub fn failed_retry(store: &mut Store, r: &FailureRef, again: bool) -> Result<FailureRow> {
     let row = failed_find(store, r)?;
+    if let (Some(at), false) = (&row.retried_at, again) {
+        return Err(Error::Conflict(format!(
+            "failure {} was retried already ({at}); retrying it again runs its job again: add --again to do so",
+            row.id
+        )));
+    }
     retry_row(store, &row)?;
     Ok(row)
 }
@@ -604,9 +679,46 @@ mod tests {
         assert_eq!(record_id(rec), record_id(&again));
     }
 
+    fn row(index: usize, id: &str) -> FailureRow {
+        FailureRow {
+            index,
+            id: id.into(),
+            failed_at: None,
+            age: None,
+            queue: None,
+            class: Some("A".into()),
+            exception: None,
+            error: None,
+            worker: None,
+            retried_at: None,
+            record: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_number_that_is_both_an_index_and_an_id_prefix_is_refused() {
+        let both = FailureRef::IndexOrId(3, "000003".into());
+        let err = pick(
+            &both,
+            Some(row(3, "aaaaaaaaaaaa")),
+            vec![row(9, "000003bbbbbb")],
+        );
+        assert!(
+            matches!(&err, Err(Error::Conflict(m)) if m.contains("write #3")),
+            "{err:?}"
+        );
+        // Whichever alone names a record wins.
+        let index_only = pick(&both, Some(row(3, "aaaaaaaaaaaa")), vec![]).unwrap();
+        assert_eq!(index_only.id, "aaaaaaaaaaaa");
+        let id_only = pick(&both, None, vec![row(9, "000003bbbbbb")]).unwrap();
+        assert_eq!(id_only.index, 9);
+        assert!(matches!(pick(&both, None, vec![]), Err(Error::NotFound(_))));
+    }
+
     #[test]
     fn refs() {
         assert_eq!("12".parse(), Ok(FailureRef::Index(12)));
+        assert_eq!("#123456".parse(), Ok(FailureRef::Index(123456)));
         assert_eq!(
             "0a1b2c3d4e5f".parse(),
             Ok(FailureRef::Id("0a1b2c3d4e5f".into()))
@@ -615,8 +727,13 @@ mod tests {
             "123456789012".parse(),
             Ok(FailureRef::Id("123456789012".into()))
         );
+        assert_eq!(
+            "123456".parse(),
+            Ok(FailureRef::IndexOrId(123456, "123456".into()))
+        );
         assert_eq!("abcdef".parse(), Ok(FailureRef::Id("abcdef".into())));
         assert!("zz".parse::<FailureRef>().is_err());
+        assert!("#x".parse::<FailureRef>().is_err());
         assert_eq!(record_id("x").len(), 12);
     }
 }

@@ -345,6 +345,9 @@ pub struct WorkerRecord {
     #[serde(default)]
     pub run_at: Option<String>,
     pub payload: Box<RawValue>,
+    /// The job's process group, once its process has started (ours).
+    #[serde(default)]
+    pub pgid: Option<i32>,
 }
 
 impl WorkerRecord {
@@ -364,6 +367,29 @@ impl WorkerRecord {
             .ok()
             .and_then(|c| c.class)
     }
+}
+
+/// The in-flight record with the job's process group added (`"pgid":N`),
+/// spliced in front of the token that ends every record the reserve script
+/// writes, so the record still ends with it. `None` for a record without
+/// a token (not ours).
+///
+/// ```
+/// use resque_fork::payload::with_pgid;
+/// let rec = br#"{"queue":"q","payload":{},"worker":"h:1","token":"ab"}"#;
+/// assert_eq!(
+///     with_pgid(rec, 4243).unwrap(),
+///     br#"{"queue":"q","payload":{},"worker":"h:1","pgid":4243,"token":"ab"}"#.to_vec()
+/// );
+/// ```
+pub fn with_pgid(record: &[u8], pgid: i32) -> Option<Vec<u8>> {
+    const TOKEN: &[u8] = b",\"token\":\"";
+    let at = record.windows(TOKEN.len()).rposition(|w| w == TOKEN)?;
+    let mut out = Vec::with_capacity(record.len() + 20);
+    out.extend_from_slice(&record[..at]);
+    out.extend_from_slice(format!(",\"pgid\":{pgid}").as_bytes());
+    out.extend_from_slice(&record[at..]);
+    Some(out)
 }
 
 /// The field that marks a payload requeued once after its worker died.

@@ -7,24 +7,15 @@
 
 use crate::error::Result;
 pub use crate::identity::WorkerId;
-use crate::payload::{exceptions, Failure};
+use crate::payload::{exceptions, Failure, WorkerRecord};
 use crate::store::{PruneLock, Store, Unregistered};
 use crate::timefmt;
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 use std::time::Duration;
 
 /// How long Ruby's pruning lock is held at most.
 pub const PRUNE_LOCK_SECS: u64 = 60;
 
-/// True when a process with this pid exists (ours to signal or not).
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
-}
+pub use crate::procfs::pid_alive;
 
 /// True when a command line is a Resque worker's by Ruby's and php's test
 /// (`resque-<digit>`, `resque:work`, `resque: Starting`, never `resque-web`),
@@ -57,13 +48,10 @@ pub fn local_worker_alive(pid: i32) -> bool {
     if !pid_alive(pid) {
         return false;
     }
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(raw) => {
-            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-            // A zombie or a kernel thread has an empty command line.
-            !cmd.trim().is_empty() && is_resque_worker_command(&cmd)
-        }
-        Err(_) => true,
+    match crate::procfs::cmdline(pid) {
+        // A zombie or a kernel thread has an empty command line.
+        Some(cmd) => !cmd.trim().is_empty() && is_resque_worker_command(&cmd),
+        None => true,
     }
 }
 
@@ -76,6 +64,9 @@ pub struct PrunePolicy {
     /// Push an orphaned job back to the head of its queue once, instead of
     /// filing a failure.
     pub requeue_orphans: bool,
+    /// `HEARTBEAT_INTERVAL`: the pid rule leaves alone a worker whose
+    /// heartbeat is younger than twice this.
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for PrunePolicy {
@@ -83,7 +74,16 @@ impl Default for PrunePolicy {
         PrunePolicy {
             max_heartbeat_age: Duration::from_secs(300),
             requeue_orphans: false,
+            heartbeat_interval: Duration::from_secs(30),
         }
+    }
+}
+
+impl PrunePolicy {
+    /// The heartbeat age under which a worker counts as alive for the pid
+    /// rule, whatever its pid looks like from here.
+    pub fn fresh_heartbeat(&self) -> Duration {
+        self.heartbeat_interval * 2
     }
 }
 
@@ -168,6 +168,7 @@ fn prune_under_lock(
 ) -> Result<Vec<Pruned>> {
     let now = store.server_time()?;
     let mut pruned = Vec::new();
+    let mut ages = std::collections::HashMap::new();
 
     // Heartbeat rule, any host: Ruby's PruneDeadWorkerDirtyExit.
     for (id, beat) in store.heartbeats()? {
@@ -178,6 +179,7 @@ fn prune_under_lock(
             continue;
         };
         let age = now - at;
+        ages.insert(id.clone(), age);
         if age <= policy.max_heartbeat_age.as_secs() as i64 {
             continue;
         }
@@ -187,6 +189,9 @@ fn prune_under_lock(
                 format!("Worker {id} did not gracefully exit while processing {class}"),
             )
         };
+        if WorkerId::parse(&id).is_some_and(|w| w.host == hostname) {
+            stop_job_processes(store, &id)?;
+        }
         let job = store.unregister(&id, &failure, policy.requeue_orphans, now)?;
         pruned.push(Pruned {
             reason: format!("its last heartbeat is {age} s old"),
@@ -196,6 +201,11 @@ fn prune_under_lock(
     }
 
     // Pid rule, this host: the process is gone, or is no longer a worker.
+    // Only for a worker whose heartbeat is missing or older than twice
+    // HEARTBEAT_INTERVAL: hosts that share a hostname but not a PID namespace
+    // (host-network containers, a prune run from the host) cannot see each
+    // other's pids, and a fresh heartbeat says the worker lives somewhere.
+    let fresh = policy.fresh_heartbeat().as_secs() as i64;
     let my_pid = std::process::id() as i32;
     for id in store.worker_ids()? {
         let Some(parsed) = WorkerId::parse(&id) else {
@@ -204,6 +214,7 @@ fn prune_under_lock(
         if id == my_id
             || parsed.host != hostname
             || parsed.pid == my_pid
+            || ages.get(&id).is_some_and(|&age| age <= fresh)
             || pruned.iter().any(|p| p.worker_id == id)
         {
             continue;
@@ -215,8 +226,7 @@ fn prune_under_lock(
         } else {
             continue;
         };
-        let failure = |_: &str| Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
-        let job = store.unregister(&id, &failure, policy.requeue_orphans, now)?;
+        let job = file_dead_worker(store, &id, policy, now)?;
         pruned.push(Pruned {
             worker_id: id,
             reason: reason.to_string(),
@@ -239,4 +249,57 @@ fn prune_under_lock(
         }
     }
     Ok(pruned)
+}
+
+/// The failure filed for the job of a worker known dead on this host
+/// (Ruby's wording for a job left behind).
+pub fn dirty_exit(_class: &str) -> Failure {
+    Failure::new(exceptions::DIRTY_EXIT, "Job still being processed")
+}
+
+/// Accounts for a worker of this host known to be dead (its supervisor
+/// reaped it, or its pid is gone): stops what its job left running, files
+/// the job (or requeues it, by `policy`), removes its keys.
+pub fn file_dead_worker(
+    store: &mut Store,
+    worker_id: &str,
+    policy: &PrunePolicy,
+    now: i64,
+) -> Result<Unregistered> {
+    stop_job_processes(store, worker_id)?;
+    store.unregister(worker_id, &dirty_exit, policy.requeue_orphans, now)
+}
+
+/// Stops what is left of the job of a dead worker of this host: a job
+/// process dies with its worker, but processes it started live on in its
+/// process group. The group is the one the in-flight record names (`pgid`,
+/// contract 4), and only processes whose environment says they were started
+/// for this worker (`RESQUE_WORKER`) are killed: a process group id can be
+/// reused once every member has gone.
+pub fn stop_job_processes(store: &mut Store, worker_id: &str) -> Result<()> {
+    let Some(pgid) = store
+        .in_flight(worker_id)?
+        .and_then(|record| WorkerRecord::parse(&record))
+        .and_then(|record| record.pgid)
+        .filter(|&pgid| pgid > 1)
+    else {
+        return Ok(());
+    };
+    let mark = format!("RESQUE_WORKER={worker_id}");
+    let mut stopped = 0;
+    for pid in crate::procfs::group_members(pgid) {
+        if pid != std::process::id() as i32 && crate::procfs::environ_has(pid, &mark) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            stopped += 1;
+        }
+    }
+    if stopped > 0 {
+        log::warn!(
+            "stopped {stopped} process(es) left running by the job of dead worker {worker_id} (process group {pgid})"
+        );
+    }
+    Ok(())
 }

@@ -6,6 +6,31 @@ use crate::prune::Pruned;
 use crate::store::{Counts, Unregistered};
 use crate::timefmt;
 
+/// Text that came from jobs or other programs, safe to print: control
+/// characters (escape sequences, carriage returns, C1 codes) are shown as
+/// escapes, so no record can rewrite the operator's terminal.
+///
+/// ```
+/// use resque_fork::report::printable;
+/// assert_eq!(printable("ok"), "ok");
+/// assert_eq!(printable("\u{1b}[2Jgone\r\n"), "\\u{1b}[2Jgone\\r\\n");
+/// ```
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// The width tables are fitted to.
 pub const WIDTH: usize = 80;
 
@@ -21,7 +46,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], width: usize) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(cols) {
-            widths[i] = widths[i].max(cell.chars().count());
+            widths[i] = widths[i].max(printable(cell).chars().count());
         }
     }
     let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * (w.len().saturating_sub(1));
@@ -35,6 +60,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], width: usize) -> String {
         widths[i] = w - 1;
     }
     let fit = |cell: &str, w: usize| -> String {
+        let cell = printable(cell);
         let n = cell.chars().count();
         if n <= w {
             format!("{cell:<w$}")
@@ -91,7 +117,7 @@ pub fn queues(rows: &[QueueRow]) -> String {
 /// `queue show`.
 pub fn queue_jobs(queue: &str, jobs: &[QueuedJob]) -> String {
     if jobs.is_empty() {
-        return format!("queue {queue} is empty\n");
+        return format!("queue {} is empty\n", printable(queue));
     }
     let body: Vec<Vec<String>> = jobs
         .iter()
@@ -195,7 +221,7 @@ pub fn pruned(rows: &[Pruned]) -> String {
                     format!("its job {class} is back on {queue}")
                 }
             };
-            format!("pruned {} ({}); {job}\n", p.worker_id, p.reason)
+            printable(&format!("pruned {} ({}); {job}", p.worker_id, p.reason)).into_owned() + "\n"
         })
         .collect()
 }
@@ -215,5 +241,5 @@ pub fn job_location(place: &crate::ops::JobLocation) -> String {
             "failed: in the failed list as {failure_id} (index {index}); see `resque-fork failed show {failure_id}`"
         ),
     };
-    format!("{what} (it has no status record)\n")
+    format!("{} (it has no status record)\n", printable(&what))
 }

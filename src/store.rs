@@ -20,6 +20,8 @@ const COMMON_LUA: &str = concat!(
     include_str!("lua/status.lua")
 );
 
+const STARTED_LUA: &str = include_str!("lua/started.lua");
+
 /// How long to wait for a TCP connect or a reply before calling Redis gone.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -119,6 +121,9 @@ pub struct Outcome<'a> {
     pub worker_id: &'a str,
     /// The `worker:ID` value written at reserve.
     pub in_flight: &'a [u8],
+    /// The same with the job's process group, as [`Store::job_started`]
+    /// may have written it; either form is this job's.
+    pub in_flight_started: Option<&'a [u8]>,
     /// `None` when the job completed.
     pub failure_record: Option<&'a str>,
     /// php status key of the job, when it has an `id`.
@@ -146,7 +151,7 @@ pub struct Store {
     conn: Option<Connection>,
     keys: Keys,
     scripts: Scripts,
-    /// Replies to commands sent without waiting (see `set_job_pid`), read
+    /// Replies to commands sent without waiting (see `job_started`), read
     /// before the next command.
     pending_replies: usize,
     traffic: Traffic,
@@ -172,8 +177,13 @@ impl Store {
 
     /// Opens a store without contacting Redis; the first command connects.
     pub fn open(url: &str, keys: Keys) -> Result<Store> {
-        let client = Client::open(url)
-            .map_err(|e| Error::Config(format!("invalid Redis address {url:?}: {e}")))?;
+        let client = Client::open(url).map_err(|e| {
+            Error::Config(format!(
+                "invalid Redis address {:?}: {}",
+                crate::config::redact_url(url),
+                crate::config::redact_url(&e.to_string())
+            ))
+        })?;
         let store = Store {
             client,
             conn: None,
@@ -293,19 +303,35 @@ impl Store {
         .map(|(s, _)| s)
     }
 
-    /// Writes the worker's heartbeat field.
-    pub fn heartbeat(&mut self, worker_id: &str, value: &str) -> Result<()> {
+    /// Writes the worker's heartbeat field. With `started` (a registered
+    /// worker's start time), also registers it again should a pruner have
+    /// removed it meanwhile; true when that happened.
+    pub fn heartbeat(
+        &mut self,
+        worker_id: &str,
+        value: &str,
+        started: Option<&str>,
+    ) -> Result<bool> {
         self.with_conn(
             || format!("writing the heartbeat of {worker_id}"),
             |c, k, _| {
-                redis::cmd("HSET")
-                    .arg(k.heartbeat())
-                    .arg(worker_id)
-                    .arg(value)
-                    .query::<i64>(c)
+                let mut pipe = redis::pipe();
+                pipe.hset(k.heartbeat(), worker_id, value).ignore();
+                match started {
+                    None => pipe.query::<()>(c).map(|()| false),
+                    Some(started) => {
+                        pipe.atomic()
+                            .sadd(k.workers(), worker_id)
+                            .cmd("SET")
+                            .arg(k.worker_started(worker_id))
+                            .arg(started)
+                            .arg("NX")
+                            .ignore();
+                        pipe.query::<(i64,)>(c).map(|(added,)| added == 1)
+                    }
+                }
             },
         )
-        .map(|_| ())
     }
 
     /// Adds the worker to `workers` and sets its start time, atomically.
@@ -431,20 +457,36 @@ impl Store {
         )
     }
 
-    /// Sets php-resque's `job:ID:pid` key while a job's process runs. The
+    /// Notes that a job's process started: `worker:ID` gets the job's
+    /// process group (`started`, the record as it becomes; see
+    /// `lua/started.lua`) and php's `job:ID:pid` key the process's pid. The
     /// command is sent without waiting: its reply is read before the next
-    /// command (the record step), so it costs no round trip of its own.
-    pub fn set_job_pid(&mut self, job_id: &str, pid: i32) -> Result<()> {
+    /// command (the record step), so it costs no round trip of its own. Its
+    /// script travels whole (EVAL): a NOSCRIPT error, unseen here, would
+    /// leave the record without its pgid. The record step accepts the record
+    /// in either form, so whether this write landed never matters for it.
+    pub fn job_started(
+        &mut self,
+        worker_id: &str,
+        reserved: &[u8],
+        started: &[u8],
+        job_id: Option<&str>,
+        pid: i32,
+    ) -> Result<()> {
         let _blocked = crate::signals::Blocked::new();
         let Some(conn) = self.conn.as_mut() else {
-            // No connection: the record step will reconnect; the key is
-            // informational, so it is simply not written.
+            // No connection: the record step will reconnect; both writes are
+            // informational, so they are simply not made.
             return Ok(());
         };
-        let packed = redis::cmd("SET")
-            .arg(self.keys.job_pid(job_id))
-            .arg(pid)
-            .get_packed_command();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(STARTED_LUA)
+            .arg(1 + usize::from(job_id.is_some()))
+            .arg(self.keys.worker(worker_id));
+        if let Some(id) = job_id {
+            cmd.arg(self.keys.job_pid(id));
+        }
+        let packed = cmd.arg(reserved).arg(started).arg(pid).get_packed_command();
         self.traffic.commands += 1;
         match conn.send_packed_command(&packed) {
             Ok(()) => {
@@ -454,7 +496,7 @@ impl Store {
             Err(e) => {
                 self.disconnect();
                 Err(Error::redis(
-                    format!("setting the pid key of job {job_id}"),
+                    format!("noting the job process of {worker_id}"),
                     e,
                 ))
             }
@@ -489,6 +531,7 @@ impl Store {
                     .arg(outcome.status_key.unwrap_or(""))
                     .arg(pid_key)
                     .arg(pid)
+                    .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight))
                     .invoke(c)
             },
         )?;

@@ -13,7 +13,7 @@ use crate::handlers::Registry;
 use crate::keys::Keys;
 use crate::proctitle;
 use crate::signals::{self, SignalPipe, HANDLED};
-use crate::store::Store;
+use crate::store::{Store, Unregistered};
 use crate::worker::Worker;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -60,6 +60,8 @@ pub fn run(
     if !wait_for_redis(&signals, settings, redis)? {
         return Ok(());
     }
+    // Connects when first used: to account for a killed worker.
+    let mut store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
     log::info!("supervisor {me} starting {count} workers");
     loop {
         if stopping.is_none() {
@@ -113,7 +115,34 @@ pub fn run(
                 other => forward(&slots, other),
             }
         }
-        reap(&mut slots, stopping.is_some());
+        let killed = reap(&mut slots, stopping.is_some());
+        for pid in &killed {
+            account_for(&mut store, *pid, settings);
+        }
+        if !killed.is_empty() {
+            // Workers forked later must not share this connection's socket.
+            store.disconnect();
+        }
+    }
+}
+
+/// Files the job of a worker that a signal killed, at once: its supervisor
+/// reaped it, so it is dead beyond doubt (pruning's pid rule must wait for
+/// its heartbeat to age, lest it judge a worker of another PID namespace).
+/// A worker that exited by itself has unregistered, or never registered.
+/// Failures are logged: pruning accounts for the worker later anyway.
+fn account_for(store: &mut Store, pid: Pid, settings: &WorkerSettings) {
+    let id = crate::identity::worker_id(pid.as_raw(), &settings.queues.id_part());
+    let now = crate::timefmt::now_epoch();
+    match crate::prune::file_dead_worker(store, &id, &settings.prune, now) {
+        Ok(Unregistered::Idle) => log::info!("removed killed worker {id}"),
+        Ok(Unregistered::Failed { class, .. }) => {
+            log::warn!("removed killed worker {id}; its job {class} is recorded as failed")
+        }
+        Ok(Unregistered::Requeued { class, queue }) => {
+            log::warn!("removed killed worker {id}; its job {class} is back at the head of {queue}")
+        }
+        Err(e) => log::warn!("{e}; pruning will account for worker {id}"),
     }
 }
 
@@ -170,18 +199,25 @@ fn forward(slots: &[Slot], sig: Signal) {
     }
 }
 
-/// Collects exited workers and schedules their restart.
-fn reap(slots: &mut [Slot], stopping: bool) {
+/// Collects exited workers and schedules their restart. Returns the pids of
+/// the workers a signal killed, whose keys and job are left to account for.
+fn reap(slots: &mut [Slot], stopping: bool) -> Vec<Pid> {
+    let mut killed = Vec::new();
     loop {
         let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(WaitStatus::StillAlive) | Err(_) => return killed,
             Ok(status) => status,
         };
-        let Some(pid) = status.pid() else { return };
+        let Some(pid) = status.pid() else {
+            return killed;
+        };
         let Some(slot) = slots.iter_mut().find(|s| s.pid == Some(pid)) else {
             continue;
         };
         slot.pid = None;
+        if let WaitStatus::Signaled(..) = status {
+            killed.push(pid);
+        }
         let how = match status {
             WaitStatus::Exited(_, code) => format!("exit code {code}"),
             WaitStatus::Signaled(_, sig, _) => format!("signal {}", sig.as_str()),

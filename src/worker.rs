@@ -17,6 +17,7 @@ use crate::keys::Keys;
 use crate::payload::{exceptions, failure_record, Failure, Job, MalformedPayload, WorkerRecord};
 use crate::proctitle;
 use crate::prune::{self, PruneRun};
+use crate::report::printable;
 use crate::signals::{self, SignalPipe, HANDLED};
 use crate::store::{
     best_effort_status_key, Outcome, QueueSet, Reserved, Store, Unregistered, RESERVE_CHUNK,
@@ -78,6 +79,9 @@ struct Ran {
     reported_by_job: bool,
     /// The job process's pid, when one started.
     pid: Option<i32>,
+    /// The in-flight record with the job's process group, as it was sent to
+    /// Redis once the process started.
+    started_record: Option<Vec<u8>>,
 }
 
 /// What one turn of the loop did.
@@ -137,6 +141,8 @@ pub struct Worker<'r> {
     doorbells: Option<Doorbells>,
     /// Set when another live process turned out to share our id.
     id_conflict: Option<Error>,
+    /// When we registered (`worker:ID:started`); `None` until then.
+    started: Option<String>,
 }
 
 pub use crate::identity::hostname;
@@ -166,7 +172,11 @@ impl<'r> Worker<'r> {
         Ok(Worker {
             doorbells,
             me,
-            exec: ExecHandler::new(settings.jobs_dir.clone(), settings.limits.memory_bytes),
+            exec: ExecHandler::new(
+                settings.jobs_dir.clone(),
+                settings.limits.memory_bytes,
+                settings.job_env_keep_redis,
+            ),
             settings,
             store,
             registry,
@@ -182,6 +192,7 @@ impl<'r> Worker<'r> {
             jobs_done: 0,
             queues: None,
             id_conflict: None,
+            started: None,
         })
     }
 
@@ -245,6 +256,7 @@ impl<'r> Worker<'r> {
         self.registry.hooks().before_first_fork(&self.me.id);
         let started = timefmt::ruby_time(timefmt::now_epoch());
         self.store.register(&self.me.id, &started)?;
+        self.started = Some(started);
         log::info!(
             "worker {} started: queues {}, interval {}s, jobs dir {}",
             self.me.id,
@@ -302,11 +314,12 @@ impl<'r> Worker<'r> {
                 }
             }
         }
-        let failure = |_: &str| Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
-        let requeue = self.settings.prune.requeue_orphans;
-        let job = self
-            .store
-            .unregister(&self.me.id, &failure, requeue, timefmt::now_epoch())?;
+        let job = prune::file_dead_worker(
+            &mut self.store,
+            &self.me.id,
+            &self.settings.prune,
+            timefmt::now_epoch(),
+        )?;
         let what = match &job {
             Unregistered::Idle => "it held no job".to_string(),
             Unregistered::Failed { class, .. } => {
@@ -486,6 +499,7 @@ impl<'r> Worker<'r> {
                 offset: e.valid_up_to(),
             })
             .and_then(|text| Job::parse(text, queue));
+        let mut started_record: Option<Vec<u8>> = None;
         let (failure, status_key, pid_key, label) = match parsed {
             Ok(job) => {
                 let label = job_label(&job);
@@ -495,13 +509,14 @@ impl<'r> Worker<'r> {
                     timefmt::now_epoch(),
                     job.class()
                 ));
-                let ran = self.run_job(&job);
+                let ran = self.run_job(&job, in_flight);
                 let keys = self.store.keys();
                 let status = job.id().map(|id| keys.job_status(job.status_prefix(), id));
                 let pid = job
                     .id()
                     .zip(ran.pid)
                     .map(|(id, pid)| (keys.job_pid(id), pid));
+                started_record = ran.started_record;
                 (ran.failure, status, pid, label)
             }
             Err(bad) => {
@@ -522,7 +537,7 @@ impl<'r> Worker<'r> {
                 log::info!(target: "resque_fork::job", "{label}: done in {:?}", started.elapsed())
             }
             Some(f) => {
-                log::info!(target: "resque_fork::job", "{label}: failed: {}: {}", f.exception, f.error)
+                log::info!(target: "resque_fork::job", "{label}: failed: {}: {}", printable(&f.exception), printable(&f.error))
             }
         }
         let record = failure
@@ -531,6 +546,7 @@ impl<'r> Worker<'r> {
         self.record(&Outcome {
             worker_id: &self.me.id.clone(),
             in_flight,
+            in_flight_started: started_record.as_deref(),
             failure_record: record.as_deref(),
             status_key: status_key.as_deref(),
             pid_key: pid_key.as_ref().map(|(k, pid)| (k.as_str(), *pid)),
@@ -539,15 +555,15 @@ impl<'r> Worker<'r> {
     }
 
     /// Runs a job; the failure, if any, has been through `on_failure`.
-    fn run_job(&mut self, job: &Job) -> Ran {
-        let ran = self.start_and_watch(job);
+    fn run_job(&mut self, job: &Job, in_flight: &[u8]) -> Ran {
+        let ran = self.start_and_watch(job, in_flight);
         if let (Some(failure), false) = (&ran.failure, ran.reported_by_job) {
             self.registry.hooks().on_failure_in_worker(job, failure);
         }
         ran
     }
 
-    fn start_and_watch(&mut self, job: &Job) -> Ran {
+    fn start_and_watch(&mut self, job: &Job, in_flight: &[u8]) -> Ran {
         self.registry.hooks().before_fork(job);
         let memory = self.settings.limits.memory_bytes;
         let mut process = match child::start(
@@ -564,14 +580,20 @@ impl<'r> Worker<'r> {
                     failure: Some(failure),
                     reported_by_job: false,
                     pid: None,
+                    started_record: None,
                 }
             }
         };
         let pid = process.pid();
         log::debug!("{}: running as pid {pid}", job_label(job));
         proctitle::set(&format!("Forked {pid} at {}", timefmt::now_epoch()));
-        if let Some(id) = job.id() {
-            if let Err(e) = self.store.set_job_pid(id, pid) {
+        // The job process leads its own process group: pgid = pid.
+        let started_record = crate::payload::with_pgid(in_flight, pid);
+        if let Some(started) = &started_record {
+            if let Err(e) = self
+                .store
+                .job_started(&self.me.id, in_flight, started, job.id(), pid)
+            {
                 log::warn!("{e}");
             }
         }
@@ -597,6 +619,7 @@ impl<'r> Worker<'r> {
                 failure: Some(failure),
                 reported_by_job: false,
                 pid: Some(pid),
+                started_record,
             };
         }
         let failure = match (failure, memory) {
@@ -613,6 +636,7 @@ impl<'r> Worker<'r> {
             failure,
             reported_by_job,
             pid: Some(pid),
+            started_record,
         }
     }
 
@@ -733,6 +757,8 @@ impl<'r> Worker<'r> {
     fn handle_signals(&mut self, process: Option<&JobProcess>) {
         for sig in self.signals.drain() {
             match sig {
+                // While a job runs, `JobProcess::try_reap` reaps for us.
+                Signal::SIGCHLD if process.is_none() => child::reap_orphans(),
                 Signal::SIGQUIT => self.stop_after_job("QUIT"),
                 Signal::SIGTERM if self.settings.graceful_term => {
                     self.stop_after_job("TERM (GRACEFUL_TERM)")
@@ -845,8 +871,16 @@ impl<'r> Worker<'r> {
 
     fn heartbeat(&mut self) -> Result<()> {
         let now = self.store.server_time()?;
-        self.store
-            .heartbeat(&self.me.id, &timefmt::iso8601_offset(now))?;
+        let beat = timefmt::iso8601_offset(now);
+        let again = self
+            .store
+            .heartbeat(&self.me.id, &beat, self.started.as_deref())?;
+        if again {
+            log::warn!(
+                "worker {} found itself unregistered (a pruner judged it dead); registered again",
+                self.me.id
+            );
+        }
         self.next_heartbeat = Instant::now() + self.settings.heartbeat_interval;
         Ok(())
     }
@@ -931,13 +965,14 @@ impl<'r> Worker<'r> {
     }
 
     fn unregister(&mut self) {
-        let failure = |_: &str| Failure::new(exceptions::DIRTY_EXIT, "Job still being processed");
         let requeue = self.settings.prune.requeue_orphans;
         for attempt in 1..=3 {
-            match self
-                .store
-                .unregister(&self.me.id, &failure, requeue, timefmt::now_epoch())
-            {
+            match self.store.unregister(
+                &self.me.id,
+                &prune::dirty_exit,
+                requeue,
+                timefmt::now_epoch(),
+            ) {
                 Ok(job) => {
                     let t = self.store.traffic();
                     log::info!(
@@ -959,9 +994,12 @@ impl<'r> Worker<'r> {
     }
 }
 
+/// How the log names a job; its parts came from the payload, so control
+/// characters in them are escaped.
 fn job_label(job: &Job) -> String {
-    match job.id() {
+    let label = match job.id() {
         Some(id) => format!("job {} ({id}) from {}", job.class(), job.queue()),
         None => format!("job {} from {}", job.class(), job.queue()),
-    }
+    };
+    printable(&label).into_owned()
 }

@@ -44,6 +44,15 @@ fn fake_worker(redis: &RedisServer, id: &str, payload: Option<&str>, beat_age: O
     }
 }
 
+/// True when every heartbeat is more than `secs` old, by Redis time.
+fn heartbeats_older_than(redis: &RedisServer, secs: i64) -> bool {
+    let beats: Vec<String> = redis.conn().hvals("resque:workers:heartbeat").unwrap();
+    let now = redis_now(redis);
+    beats
+        .iter()
+        .all(|b| resque_fork::timefmt::parse_iso8601(b).is_some_and(|at| now - at > secs))
+}
+
 fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
@@ -104,11 +113,12 @@ fn a_reused_pid_does_not_keep_a_dead_worker_alive() {
         .spawn()
         .unwrap();
     let id = format!("{}:{}:q", hostname(), impostor.id());
+    // Heartbeat older than twice HEARTBEAT_INTERVAL: the pid rule applies.
     fake_worker(
         &redis,
         &id,
         Some(r#"{"class":"Mailer","args":[]}"#),
-        Some(5),
+        Some(100),
     );
     drain(&redis, &jobs, "q");
     impostor.kill().unwrap();
@@ -144,12 +154,7 @@ fn pruning_runs_periodically_not_only_at_startup() {
         redis.members("resque:workers").len() == 1
     });
     let dead = format!("{}:{}:q", hostname(), dead_pid());
-    fake_worker(
-        &redis,
-        &dead,
-        Some(r#"{"class":"Late","args":[]}"#),
-        Some(1),
-    );
+    fake_worker(&redis, &dead, Some(r#"{"class":"Late","args":[]}"#), None);
     wait_until("the running worker prunes the dead one", || {
         redis.failures().len() == 1
     });
@@ -179,8 +184,14 @@ fn requeue_orphans_puts_a_job_back_once_then_fails_it() {
             .count()
     };
     let start = || {
+        // A worker killed moments ago is left alone until its heartbeat is
+        // older than twice HEARTBEAT_INTERVAL (it may live on elsewhere).
+        wait_until("every heartbeat is stale", || {
+            heartbeats_older_than(&redis, 2)
+        });
         let mut cmd = worker(&redis, &jobs, "q", "0");
-        cmd.env("REQUEUE_ORPHANS", "1");
+        cmd.env("REQUEUE_ORPHANS", "1")
+            .env("HEARTBEAT_INTERVAL", "1");
         run(cmd)
     };
     // Run 1: the worker dies holding the job.
@@ -683,4 +694,130 @@ fn pruning_files_each_job_once_even_past_a_bad_counter_and_clears_its_pid_key() 
     assert_eq!(redis.int("resque:stat:processed"), 1);
     assert_eq!(redis.get("resque:stat:failed").as_deref(), Some("abc"));
     assert!(redis.get("resque:job:j1:pid").is_none());
+}
+
+#[test]
+fn a_fresh_heartbeat_keeps_a_worker_whose_pid_is_not_seen_here() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    // Same hostname, pid not visible: a host-network container, say, whose
+    // worker beat a few seconds ago.
+    let elsewhere = format!("{}:{}:q", hostname(), dead_pid());
+    fake_worker(
+        &redis,
+        &elsewhere,
+        Some(r#"{"class":"Mailer","args":[]}"#),
+        Some(5),
+    );
+    drain(&redis, &jobs, "q");
+    assert_eq!(redis.members("resque:workers"), vec![elsewhere.clone()]);
+    assert!(redis.failures().is_empty(), "its running job was not filed");
+}
+
+#[test]
+fn a_live_worker_found_unregistered_registers_again() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("HEARTBEAT_INTERVAL", "1");
+    log_to(&mut cmd, &log);
+    let mut child = cmd.spawn().unwrap();
+    let id = format!("{}:{}:q", hostname(), child.id());
+    wait_until("the worker registers", || {
+        redis.members("resque:workers") == vec![id.clone()]
+    });
+    // Another pruner judged it dead and removed it.
+    let _: () = redis.conn().srem("resque:workers", &id).unwrap();
+    let _: () = redis
+        .conn()
+        .del(format!("resque:worker:{id}:started"))
+        .unwrap();
+    wait_until("the worker is registered again", || {
+        redis.members("resque:workers") == vec![id.clone()]
+            && redis.get(&format!("resque:worker:{id}:started")).is_some()
+    });
+    assert_eq!(logged(&log, "registered again"), 1);
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    assert!(redis.members("resque:workers").is_empty());
+}
+
+#[test]
+fn a_pruner_stops_what_a_dead_workers_job_left_running() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let grandchild = jobs.scratch("grandchild.pid");
+    let gate = jobs.scratch("never");
+    // The job starts a process of its own, then waits.
+    jobs.add(
+        "Spawner",
+        &format!(
+            "sleep 300 & echo $! > {g}; while [ ! -e {n} ]; do sleep 0.01; done",
+            g = grandchild.display(),
+            n = gate.display()
+        ),
+    );
+    redis.push("q", r#"{"class":"Spawner","args":[]}"#);
+    let mut first = worker(&redis, &jobs, "q", "0.1");
+    first.env("HEARTBEAT_INTERVAL", "1");
+    let mut first = first.spawn().unwrap();
+    let dead = format!("{}:{}:q", hostname(), first.id());
+    wait_until("the job's own process runs", || {
+        line_count(&grandchild) == 1
+            && redis
+                .get(&format!("resque:worker:{dead}"))
+                .is_some_and(|r| r.contains("\"pgid\":"))
+    });
+    let orphan: u32 = std::fs::read_to_string(&grandchild)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The worker dies; its job process dies with it, the job's own child
+    // lives on.
+    signal(first.id(), libc::SIGKILL);
+    wait_exit(&mut first);
+    assert!(alive(orphan));
+    let mut pruner = worker(&redis, &jobs, "q", "0.1");
+    pruner
+        .env("HEARTBEAT_INTERVAL", "1")
+        .env("PRUNE_INTERVAL", "0.2");
+    let mut pruner = pruner.spawn().unwrap();
+    wait_until("the dead worker's job is filed", || {
+        redis.failures().len() == 1
+    });
+    wait_until("what its job left running is stopped", || !alive(orphan));
+    signal(pruner.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut pruner).success());
+}
+
+#[test]
+fn a_worker_that_is_pid_1_reaps_the_orphans_it_inherits() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let Some(mut cmd) = in_pid_namespace(&redis, &jobs, "0.1") else {
+        return;
+    };
+    // The job leaves a short-lived child behind: it becomes the worker's.
+    jobs.add("Leaver", "sh -c 'sleep 0.3' & exit 0");
+    let mut child = cmd.spawn().unwrap();
+    let init = namespace_init(&child);
+    wait_until("the worker registers", || {
+        redis.members("resque:workers").len() == 1
+    });
+    redis.push("q", r#"{"class":"Leaver","args":[]}"#);
+    let mut orphan = 0;
+    wait_until("the orphan is the worker's child", || {
+        orphan = children(init)
+            .into_iter()
+            .find(|&p| command_line(p).contains("sleep 0.3"))
+            .unwrap_or(0);
+        orphan != 0
+    });
+    wait_until("the orphan, once ended, is reaped (no zombie)", || {
+        !std::path::Path::new(&format!("/proc/{orphan}")).exists()
+    });
+    signal(init, libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
 }

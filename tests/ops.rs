@@ -495,3 +495,91 @@ fn a_bulk_enqueue_that_fails_midway_says_how_many_went_in() {
         "{err}"
     );
 }
+
+/// A failure record as a worker writes it, for `class` with `args`.
+fn failure_text(class: &str, error: &str, n: u64) -> String {
+    serde_json::json!({
+        "failed_at": "2024/01/15 10:30:00 UTC",
+        "payload": {"class": class, "args": [n]},
+        "exception": "RuntimeError",
+        "error": error,
+        "backtrace": [],
+        "worker": "web1:1:q",
+        "queue": "q",
+    })
+    .to_string()
+}
+
+#[test]
+fn failure_ids_refuse_ambiguity_and_a_second_retry_needs_again() {
+    use resque_fork::ops::record_id;
+    let redis = RedisServer::start();
+    // Two records whose ids share their first 6 hex digits.
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u64..)
+        .find_map(|n| {
+            let text = failure_text("A", "boom", n);
+            let prefix = record_id(&text)[..6].to_string();
+            seen.insert(prefix.clone(), text.clone())
+                .map(|earlier| (earlier, text))
+        })
+        .unwrap();
+    for t in [&a, &b] {
+        let _: () = redis.conn().rpush("resque:failed", t).unwrap();
+    }
+    let (ida, idb) = (record_id(&a), record_id(&b));
+    let (code, _, err) = cli(&redis, &["failed", "show", &ida[..6]]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&ida) && err.contains(&idb),
+        "lists the candidates: {err}"
+    );
+    // More of the id names one.
+    assert!(ok(&redis, &["failed", "show", &ida]).contains(&format!("failure {ida}")));
+
+    // A retried record is not retried again by mistake.
+    ok(&redis, &["failed", "retry", &ida]);
+    let (code, _, err) = cli(&redis, &["failed", "retry", &ida]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--again"), "{err}");
+    assert_eq!(redis.llen("resque:queue:q"), 1);
+    ok(&redis, &["failed", "retry", &ida, "--again"]);
+    assert_eq!(redis.llen("resque:queue:q"), 2);
+    // Marking it retried never changed its id.
+    assert!(ok(&redis, &["failed", "show", &ida]).contains("retried_at"));
+    // An index says so with '#'.
+    assert!(ok(&redis, &["failed", "show", "#1"]).contains(&format!("failure {idb}")));
+}
+
+#[test]
+fn text_from_jobs_cannot_rewrite_the_terminal() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let nasty = "\u{1b}[2J\u{1b}]0;pwned\u{7}\r";
+    let text = failure_text(nasty, nasty, 1);
+    let _: () = redis.conn().rpush("resque:failed", &text).unwrap();
+    let id = resque_fork::ops::record_id(&text);
+    for args in [
+        &["failed", "list"][..],
+        &["failed", "show", &id][..],
+        &["workers"][..],
+    ] {
+        let (code, out, err) = cli(&redis, args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?}: {out:?}"
+        );
+    }
+    // Nor the worker's log, which names the job's class.
+    redis.push(
+        "q",
+        &serde_json::json!({"class": nasty, "args": []}).to_string(),
+    );
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    cmd.env("VERBOSE", "1");
+    let out = run(cmd);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("\\u{1b}[2J"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}

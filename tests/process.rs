@@ -496,3 +496,44 @@ fn a_signal_to_a_copy_that_still_has_the_handlers_is_its_own() {
         }
     }
 }
+
+#[test]
+fn pidfile_is_0644_never_followed_through_a_symlink_and_only_its_owners_to_remove() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    // A symlink where the PIDFILE goes: refused, its target untouched.
+    let target = jobs.scratch("precious");
+    std::fs::write(&target, "keep me\n").unwrap();
+    let link = jobs.scratch("link.pid");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("PIDFILE", &link);
+    let out = run(cmd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+
+    // Mode 0644 whatever the umask; removed at exit only while it is ours.
+    let pidfile = jobs.scratch("worker.pid");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("PIDFILE", &pidfile);
+    // SAFETY: umask in the child before exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the PIDFILE appears", || line_count(&pidfile) == 1);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&pidfile).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // Another process took the file over (a restart that found it stale).
+    std::fs::write(&pidfile, "999999\n").unwrap();
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), "999999\n");
+}

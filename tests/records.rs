@@ -56,8 +56,16 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
         .unwrap();
     assert!(is_iso_offset(&beat), "{beat}");
 
-    // The in-flight record, built around the payload bytes (item 8).
-    let record = redis.get(&format!("resque:worker:{worker_id}")).unwrap();
+    // The in-flight record, built around the payload bytes (item 8), with
+    // the job's process group once its process runs.
+    let job_pid = jobs.job_pids("Slow").first().copied().unwrap();
+    let key = format!("resque:worker:{worker_id}");
+    wait_until("the record names the job's process group", || {
+        redis
+            .get(&key)
+            .is_some_and(|r| r.contains(&format!(r#""pgid":{job_pid},"#)))
+    });
+    let record = redis.get(&key).unwrap();
     let run_at = &record[record.find("\"run_at\":\"").unwrap() + 10..][..20];
     assert!(is_iso_z(run_at), "{run_at}");
     // Ours: the process's token, last (peers ignore fields they do not know).
@@ -66,7 +74,7 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
     assert_eq!(
         record,
         format!(
-            r#"{{"queue":"mail","run_at":"{run_at}","payload":{payload},"worker":"{}:{pid}","token":"{token}"}}"#,
+            r#"{{"queue":"mail","run_at":"{run_at}","payload":{payload},"worker":"{}:{pid}","pgid":{job_pid},"token":"{token}"}}"#,
             hostname()
         )
     );
@@ -76,7 +84,6 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
     assert_eq!(running["status"], 2);
     assert_eq!(running["started"], waiting["started"]);
     assert_eq!(running["result"], Value::Null);
-    let job_pid = jobs.job_pids("Slow").first().copied().unwrap();
     wait_until("the pid key is set", || {
         redis.get(&format!("resque:job:{id}:pid")) == Some(job_pid.to_string())
     });
@@ -297,13 +304,14 @@ fn startup_prunes_dead_workers_of_this_host_and_files_their_jobs() {
     let _: () = c
         .set(format!("resque:stat:processed:{dead_id}"), 3)
         .unwrap();
-    // A fresh heartbeat: it is the pid rule that finds this worker dead.
+    // A heartbeat past twice HEARTBEAT_INTERVAL but short of PRUNE_AGE: it
+    // is the pid rule that finds this worker dead.
     let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut c).unwrap();
     let _: () = c
         .hset(
             "resque:workers:heartbeat",
             &dead_id,
-            resque_fork::timefmt::iso8601_offset(now),
+            resque_fork::timefmt::iso8601_offset(now - 100),
         )
         .unwrap();
     let _: () = c

@@ -94,6 +94,7 @@ fn a_retried_record_counts_once() {
     let outcome = Outcome {
         worker_id: "h:1:q",
         in_flight: &in_flight,
+        in_flight_started: None,
         failure_record: Some(r#"{"failed_at":"x"}"#),
         status_key: None,
         pid_key: None,

@@ -385,6 +385,12 @@ fn bad_flags_and_values_fail_with_one_line() {
         ("INTERVAL", "soon"),
         ("INTERVAL", "-1"),
         ("REDIS_BACKEND_DB", "x"),
+        // Past what a clock can add: refused, never a panic.
+        ("INTERVAL", "1e300"),
+        ("JOB_TIMEOUT", "1e19"),
+        ("PRUNE_INTERVAL", "99999999999"),
+        // A live worker beating on time would look dead.
+        ("PRUNE_AGE", "50"),
     ] {
         let mut cmd = command(&redis);
         cmd.env("QUEUE", "q").env(env, value);
@@ -393,9 +399,64 @@ fn bad_flags_and_values_fail_with_one_line() {
                 .env("REDIS_BACKEND", "127.0.0.1:1");
         }
         let out = run(cmd);
-        assert_eq!(out.status.code(), Some(2), "{env}={value}");
-        assert!(!out.stderr.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env}={value}: {err}");
+        assert!(
+            err.starts_with("error: invalid value") || err.starts_with("resque-fork: "),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+#[test]
+fn a_redis_password_is_never_printed() {
+    let redis = RedisServer::start();
+    for url in [
+        "redis2://u:s3cretpw@127.0.0.1:1",
+        "redis://u:s3cretpw@127.0.0.1:1",
+        "unix:///nonexistent/redis.sock?user=u&pass=s3cretpw",
+    ] {
+        for args in [&["info"][..], &[][..], &["--help"][..]] {
+            let mut cmd = command(&redis);
+            cmd.env("REDIS_URL", url)
+                .env("QUEUE", "q")
+                .env("REDIS_STARTUP_TIMEOUT", "0")
+                .env("VVERBOSE", "1")
+                .args(args);
+            let out = run(cmd);
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!text.contains("s3cretpw"), "{url} {args:?}: {text}");
+            if args.is_empty() && url.starts_with("redis2") {
+                assert!(text.contains("u:***@127.0.0.1:1"), "{text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn jobs_do_not_inherit_the_redis_connection_unless_asked() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("env");
+    jobs.add(
+        "Env",
+        &format!("echo \"url=${{REDIS_URL:-none}}\" >> {}", out.display()),
+    );
+    redis.push("q", r#"{"class":"Env","args":[]}"#);
+    drain(&redis, &jobs, "q");
+    redis.push("q", r#"{"class":"Env","args":[]}"#);
+    let mut keep = worker(&redis, &jobs, "q", "0");
+    keep.env("JOB_ENV_KEEP_REDIS", "1");
+    assert!(run(keep).status.success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!("url=none\nurl={}\n", redis.url())
+    );
 }
 
 #[test]
@@ -522,6 +583,7 @@ fn a_blocked_worker_killed_takes_nothing_with_it() {
     let jobs = JobsDir::new();
     let log = jobs.logging("");
     let mut child = blocking_worker(&redis, &jobs, "q");
+    let dead = format!("{}:{}:q", hostname(), child.id());
     signal(child.id(), libc::SIGKILL);
     wait_exit(&mut child);
     let payloads: Vec<String> = (0..3)
@@ -538,8 +600,8 @@ fn a_blocked_worker_killed_takes_nothing_with_it() {
     drain(&redis, &jobs, "q");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "[0]\n[1]\n[2]\n");
     assert!(
-        redis.members("resque:workers").is_empty(),
-        "the dead one was pruned"
+        redis.get(&format!("resque:worker:{dead}")).is_none(),
+        "the dead one held no job"
     );
 }
 

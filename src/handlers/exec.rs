@@ -37,21 +37,35 @@ pub fn check_class_name(class: &str) -> Result<(), String> {
     ))
 }
 
+/// The worker's Redis connection variables. A job process does not get them
+/// unless `JOB_ENV_KEEP_REDIS` says so: a job that dumps its environment (or
+/// runs `set -x`) would write a password into its stderr tail, and so into
+/// its failure record.
+pub const REDIS_ENV_VARS: &[&str] = &["REDIS_URL", "REDIS_BACKEND", "REDIS_BACKEND_DB"];
+
 /// Where programs live and what they are told.
 #[derive(Debug, Clone)]
 pub struct ExecHandler {
     jobs_dir: PathBuf,
     memory_limit: Option<u64>,
+    keep_redis_env: bool,
 }
 
 impl ExecHandler {
     /// `jobs_dir` should be absolute, so a job's own `chdir` cannot matter.
-    /// `memory_limit` caps each program's address space, in bytes.
-    pub fn new(jobs_dir: PathBuf, memory_limit: Option<u64>) -> ExecHandler {
+    /// `memory_limit` caps each program's address space, in bytes;
+    /// `keep_redis_env` passes [`REDIS_ENV_VARS`] on to jobs.
+    pub fn new(jobs_dir: PathBuf, memory_limit: Option<u64>, keep_redis_env: bool) -> ExecHandler {
         ExecHandler {
             jobs_dir,
             memory_limit,
+            keep_redis_env,
         }
+    }
+
+    /// Whether jobs get [`REDIS_ENV_VARS`].
+    pub fn keeps_redis_env(&self) -> bool {
+        self.keep_redis_env
     }
 
     /// The directory searched for programs.
@@ -91,6 +105,11 @@ impl ExecHandler {
                 die_with_parent(worker)?;
                 limit_memory(memory)
             });
+        }
+        if !self.keep_redis_env {
+            for var in REDIS_ENV_VARS {
+                command.env_remove(var);
+            }
         }
         command
             // Its own process group, so stopping the job stops what it started.

@@ -7,12 +7,15 @@
 -- ARGV[3] failure record ('' when the job succeeded)   ARGV[4] now (epoch s)
 -- ARGV[5] status key ('' when the job has no id)   ARGV[6] pid key ('' likewise)
 -- ARGV[7] the pid written to the pid key
+-- ARGV[8] the record with the job's process group (lua/started.lua), which
+--         worker:ID holds instead when that write landed
 -- Returns {0} when skipped, else {1, counters left alone because they were
 -- not integers...}.
 -- The pid key goes only while it still names our job process: a job with
 -- the same id running elsewhere may have written its own since.
 if ARGV[6] ~= '' and string_at(ARGV[6]) == ARGV[7] then redis.call('DEL', ARGV[6]) end
-if string_at(KEYS[1]) ~= ARGV[1] then return {0} end
+local held = string_at(KEYS[1])
+if held ~= ARGV[1] and held ~= ARGV[8] then return {0} end
 local failing = ARGV[3] ~= ''
 if failing and not absent_or(KEYS[6], 'list') then
   return wrong_type(KEYS[6], 'list', 'the failure record cannot be filed')
