@@ -10,8 +10,10 @@
 -- ARGV[8] the job's php pid key ('' = none): its process is gone with the worker
 -- Returns {-1}, changing nothing, when worker:ID is not what the caller read
 -- (the caller reads again and retries), else {1, counters left alone...}.
-if not absent_or(KEYS[2], 'string') then
-  return wrong_type(KEYS[2], 'string', 'the in-flight record cannot be read')
+for _, check in ipairs({{KEYS[2], 'string', 'the in-flight record cannot be read'},
+    {KEYS[1], 'set', 'the worker cannot be removed'},
+    {KEYS[6], 'hash', 'the heartbeat cannot be removed'}}) do
+  if not absent_or(check[1], check[2]) then return wrong_type(check[1], check[2], check[3]) end
 end
 local current = redis.call('GET', KEYS[2])
 local skipped = {}
@@ -30,12 +32,6 @@ else
   elseif not absent_or(KEYS[9], 'list') then
     return wrong_type(KEYS[9], 'list', 'the failure record cannot be filed')
   end
-  if not absent_or(KEYS[1], 'set') then
-    return wrong_type(KEYS[1], 'set', 'the worker cannot be removed')
-  end
-  if not absent_or(KEYS[6], 'hash') then
-    return wrong_type(KEYS[6], 'hash', 'the heartbeat cannot be removed')
-  end
   -- No write below can fail.
   if requeue then
     redis.call('LPUSH', KEYS[10], ARGV[6])
@@ -49,12 +45,6 @@ else
     if ARGV[5] ~= '' then set_status(ARGV[5], 3, ARGV[4]) end
   end
   if ARGV[8] ~= '' then redis.call('DEL', ARGV[8]) end
-end
-if not absent_or(KEYS[1], 'set') then
-  return wrong_type(KEYS[1], 'set', 'the worker cannot be removed')
-end
-if not absent_or(KEYS[6], 'hash') then
-  return wrong_type(KEYS[6], 'hash', 'the heartbeat cannot be removed')
 end
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
