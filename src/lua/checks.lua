@@ -13,10 +13,12 @@ local function absent_or(key, want)
   return t == 'none' or t == want
 end
 
--- The string at `key`, or nil when it is absent or not a string.
+-- The string at `key`, or nil when it is absent or not a string (one GET:
+-- this runs on every job's path).
 local function string_at(key)
-  if key_type(key) ~= 'string' then return nil end
-  return redis.call('GET', key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' then return nil end
+  return v
 end
 
 -- True when INCRBY can add to `key`: absent, or a plain integer well within

@@ -11,21 +11,29 @@
 --         worker:ID holds instead when that write landed
 -- Returns {0} when skipped, else {1, counters left alone because they were
 -- not integers...}.
+-- This runs for every job, so it does without the TYPE checks of
+-- checks.lua: reads and counters go through redis.pcall (a failing INCRBY
+-- changes nothing), and the one write that can fail and matters, the
+-- failure record, is pushed before anything else is written.
 -- The pid key goes only while it still names our job process: a job with
 -- the same id running elsewhere may have written its own since.
 if ARGV[6] ~= '' and string_at(ARGV[6]) == ARGV[7] then redis.call('DEL', ARGV[6]) end
 local held = string_at(KEYS[1])
 if held ~= ARGV[1] and held ~= ARGV[8] then return {0} end
 local failing = ARGV[3] ~= ''
-if failing and not absent_or(KEYS[6], 'list') then
-  return wrong_type(KEYS[6], 'list', 'the failure record cannot be filed')
+if failing then
+  local pushed = redis.pcall('RPUSH', KEYS[6], ARGV[3])
+  if type(pushed) == 'table' and pushed.err then
+    return wrong_type(KEYS[6], 'list', 'the failure record cannot be filed')
+  end
 end
+redis.call('DEL', KEYS[1])
 local counters = {KEYS[2], KEYS[3]}
 if failing then counters[3] = KEYS[4] counters[4] = KEYS[5] end
-local good, skipped = usable_counters(counters)
--- No write below can fail.
-redis.call('DEL', KEYS[1])
-for _, k in ipairs(good) do redis.call('INCRBY', k, 1) end
-if failing then redis.call('RPUSH', KEYS[6], ARGV[3]) end
+local skipped = {}
+for _, k in ipairs(counters) do
+  local n = redis.pcall('INCRBY', k, 1)
+  if type(n) == 'table' and n.err then skipped[#skipped + 1] = k end
+end
 if ARGV[5] ~= '' then set_status(ARGV[5], tonumber(ARGV[2]), ARGV[4]) end
 return {1, unpack(skipped)}

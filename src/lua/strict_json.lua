@@ -36,20 +36,31 @@ local function strict_token(t)
 end
 
 local function strict_json(s)
-  if not valid_utf8(s) then return false end
-  -- Escapes, left to right so that an escaped backslash pairs up first:
-  -- a valid one becomes 'e', \uXXXX becomes 'e' once its four hex digits
-  -- are seen, anything else leaves a \1 (itself a control character).
-  local t = string.gsub(s, '\\(.)', function(c)
-    if c == 'u' then return '\1U' end
-    if string.find('"\\/bfnrt', c, 1, true) then return 'e' end
-    return '\1'
-  end)
-  t = string.gsub(t, '\1U%x%x%x%x', 'e')
+  local t = s
+  -- Most payloads are printable ASCII without a backslash: no UTF-8, escape
+  -- or control character to check (one scan instead of three).
+  -- (Bytes 93-126 then 32-91: all printable ASCII but the backslash; a ']'
+  -- first in a set is taken literally.)
+  local plain = not string.find(s, '[^\93-\126\32-\91]')
+  if not plain then
+    if not valid_utf8(s) then return false end
+    -- Escapes, left to right so that an escaped backslash pairs up first:
+    -- a valid one becomes 'e', \uXXXX becomes 'e' once its four hex digits
+    -- are seen, anything else leaves a \1 (itself a control character).
+    t = string.gsub(t, '\\(.)', function(c)
+      if c == 'u' then return '\1U' end
+      if string.find('"\\/bfnrt', c, 1, true) then return 'e' end
+      return '\1'
+    end)
+    t = string.gsub(t, '\1U%x%x%x%x', 'e')
+  end
   -- With escapes gone a string holds no quote or backslash, so one without
   -- control characters matches whole; a quote left over means one had them.
   t = string.gsub(t, '"[^"%z\1-\31]*"', '#')
-  if string.find(t, '["\\%z\1-\8\11\12\14-\31]') then return false end
+  if string.find(t, '"') or
+    (not plain and string.find(t, '[\\%z\1-\8\11\12\14-\31]')) then
+    return false
+  end
   -- What is left is structure, whitespace and bare tokens.
   for token in string.gmatch(t, '[^ \t\n\r{}%[%],:#]+') do
     if not strict_token(token) then return false end
