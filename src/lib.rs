@@ -120,6 +120,8 @@ pub mod config;
 #[doc(hidden)]
 pub mod doorbell;
 #[doc(hidden)]
+pub mod job_clock;
+#[doc(hidden)]
 pub mod ops;
 #[doc(hidden)]
 pub mod pidfile;

@@ -8,18 +8,49 @@
 //! list shifts. Every change acts on a record by its content, atomically.
 
 use crate::error::{Error, Result};
+use crate::payload::best_effort_status_key;
 use crate::payload::WorkerRecord;
 use crate::prune::{self, PrunePolicy, PruneRun, Pruned, WorkerId};
-use crate::store::{best_effort_status_key, Counts, Store, WorkerKeys};
+use crate::store::{Store, WorkerKeys};
 use crate::timefmt;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// resque-web's Stats numbers.
+/// The numbers of resque-web's Stats page (`Resque.info`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Jobs in all queues named in `queues`.
+    pub pending: i64,
+    /// `stat:processed`.
+    pub processed: i64,
+    /// `LLEN failed` (not `stat:failed`), as resque-web counts it.
+    pub failed: i64,
+    pub queues: i64,
+    pub workers: i64,
+    /// Workers whose `worker:ID` is present and not empty.
+    pub working: i64,
+}
+
+/// resque-web's Stats numbers, with its formulas (`Resque.info`).
 pub fn info(store: &mut Store) -> Result<Counts> {
-    store.counts()
+    let queues = store.queue_lengths()?;
+    let workers = store.worker_ids()?;
+    let processed = store.processed()?;
+    let failed = store.failed_len()?;
+    let in_flight = store.in_flight_many(&workers)?;
+    Ok(Counts {
+        pending: queues.iter().map(|(_, n)| n).sum(),
+        processed,
+        failed,
+        queues: queues.len() as i64,
+        workers: workers.len() as i64,
+        working: in_flight
+            .iter()
+            .filter(|v| v.as_deref().is_some_and(|b| !b.is_empty()))
+            .count() as i64,
+    })
 }
 
 /// One queue and its length.

@@ -392,6 +392,22 @@ pub fn with_pgid(record: &[u8], pgid: i32) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The php status key of a payload that is an object with an `id`, even when
+/// it is otherwise unrunnable.
+pub fn best_effort_status_key(keys: &crate::keys::Keys, payload: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
+    let prefix = value.get("prefix").and_then(|p| p.as_str());
+    Some(keys.job_status(prefix, id))
+}
+
+/// The php pid key of a payload that is an object with an `id`.
+pub fn best_effort_pid_key(keys: &crate::keys::Keys, payload: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let id = value.get("id")?.as_str().filter(|s| !s.is_empty())?;
+    Some(keys.job_pid(id))
+}
+
 /// The field that marks a payload requeued once after its worker died.
 pub const REQUEUED_MARK: &str = "requeued_orphan";
 

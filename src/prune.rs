@@ -5,10 +5,13 @@
 //! periodically, not only at startup, and on this host a live pid only
 //! counts as a worker when its command line is a Resque worker's (pid reuse).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 pub use crate::identity::WorkerId;
+use crate::payload::{
+    best_effort_pid_key, best_effort_status_key, failure_record, mark_requeued, Job,
+};
 use crate::payload::{exceptions, Failure, WorkerRecord};
-use crate::store::{PruneLock, Store, Unregistered};
+use crate::store::{HeldJob, PruneLock, Removal, Store};
 use crate::timefmt;
 use std::time::Duration;
 
@@ -192,7 +195,7 @@ fn prune_under_lock(
         if WorkerId::parse(&id).is_some_and(|w| w.host == hostname) {
             stop_job_processes(store, &id)?;
         }
-        let job = store.unregister(&id, &failure, policy.requeue_orphans, now)?;
+        let job = unregister(store, &id, &failure, policy.requeue_orphans, now)?;
         pruned.push(Pruned {
             reason: format!("its last heartbeat is {age} s old"),
             worker_id: id,
@@ -267,7 +270,7 @@ pub fn file_dead_worker(
     now: i64,
 ) -> Result<Unregistered> {
     stop_job_processes(store, worker_id)?;
-    store.unregister(worker_id, &dirty_exit, policy.requeue_orphans, now)
+    unregister(store, worker_id, &dirty_exit, policy.requeue_orphans, now)
 }
 
 /// Stops what is left of the job of a dead worker of this host: a job
@@ -302,4 +305,120 @@ pub fn stop_job_processes(store: &mut Store, worker_id: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What [`Store::unregister`] did with the worker's job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Unregistered {
+    /// The worker held no job.
+    Idle,
+    /// Its job got a failure record.
+    Failed {
+        class: String,
+        /// The job and its failure, for `on_failure` hooks.
+        #[serde(skip)]
+        orphan: Option<Orphan>,
+    },
+    /// Its job went back to the head of `queue`.
+    Requeued { class: String, queue: String },
+}
+
+/// A job left behind by a dead worker, as it was failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub payload: String,
+    pub queue: String,
+    pub failure: Failure,
+}
+
+/// Removes a worker and all its keys, atomically. A job it still held gets a
+/// failure record from `make_failure(class)` (and counts as processed and
+/// failed), or, with `requeue`, goes back to the head of its queue once (see
+/// [`mark_requeued`]). A record that cannot be understood (not JSON, not
+/// UTF-8) is filed as it is, never skipped. Used by pruning, by a worker's
+/// own exit, and by a supervisor for a worker it reaped.
+pub fn unregister(
+    store: &mut Store,
+    worker_id: &str,
+    make_failure: &dyn Fn(&str) -> Failure,
+    requeue: bool,
+    now: i64,
+) -> Result<Unregistered> {
+    // The in-flight record can change between our read and the removal only
+    // if that worker is in fact alive; retry a few times, then give up.
+    for _ in 0..5 {
+        let current = store.in_flight(worker_id)?;
+        let Some(bytes) = current.as_deref() else {
+            let removal = Removal {
+                worker_id,
+                in_flight: b"",
+                job: HeldJob::None,
+                status_key: None,
+                pid_key: None,
+                now,
+            };
+            if store.remove_worker(&removal)? {
+                return Ok(Unregistered::Idle);
+            }
+            continue;
+        };
+        let (payload, queue, class) = match WorkerRecord::parse(bytes) {
+            Some(r) => (
+                r.payload.get().as_bytes().to_vec(),
+                r.queue.clone(),
+                r.class(),
+            ),
+            None => (bytes.to_vec(), String::new(), None),
+        };
+        let class = class.unwrap_or_else(|| "<Unknown Job>".to_string());
+        let text = std::str::from_utf8(&payload).ok();
+        let status_key = text.and_then(|p| best_effort_status_key(store.keys(), p));
+        let pid_key = text.and_then(|p| best_effort_pid_key(store.keys(), p));
+        // Only a runnable job goes back: a wrapped or broken payload requeued
+        // would lose its original text.
+        let requeued = text
+            .filter(|p| requeue && !queue.is_empty() && Job::parse(p, &queue).is_ok())
+            .and_then(|p| mark_requeued(p, now));
+        let failure = requeued.is_none().then(|| make_failure(&class));
+        let record = failure
+            .as_ref()
+            .map(|f| failure_record(&payload, &queue, f, worker_id, now));
+        let job = match (&requeued, &record) {
+            (Some(p), _) => HeldJob::Requeue {
+                payload: p,
+                queue: &queue,
+            },
+            (None, Some(r)) => HeldJob::File {
+                record: r,
+                queue: &queue,
+            },
+            (None, None) => HeldJob::None,
+        };
+        let removal = Removal {
+            worker_id,
+            in_flight: bytes,
+            job,
+            status_key: status_key.as_deref(),
+            pid_key: pid_key.as_deref(),
+            now,
+        };
+        if !store.remove_worker(&removal)? {
+            continue;
+        }
+        return Ok(match failure {
+            None => Unregistered::Requeued { class, queue },
+            Some(failure) => Unregistered::Failed {
+                class,
+                orphan: Some(Orphan {
+                    payload: String::from_utf8_lossy(&payload).into_owned(),
+                    queue,
+                    failure,
+                }),
+            },
+        });
+    }
+    Err(Error::Conflict(format!(
+        "worker {worker_id} kept changing its job while being unregistered; it looks alive"
+    )))
 }

@@ -1,9 +1,9 @@
 //! Human output of the operations commands: aligned tables that fit an
 //! 80-column terminal, times shown as ages.
 
-use crate::ops::{FailureRow, QueueRow, QueuedJob, WorkerRow};
+use crate::ops::{Counts, FailureRow, QueueRow, QueuedJob, WorkerRow};
 use crate::prune::Pruned;
-use crate::store::{Counts, Unregistered};
+use crate::prune::Unregistered;
 use crate::timefmt;
 
 /// Text that came from jobs or other programs, safe to print: control

@@ -13,15 +13,17 @@ use crate::doorbell::{self, Doorbells};
 use crate::error::{Error, Result};
 use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
+use crate::job_clock::{Action, JobClock};
 use crate::keys::Keys;
-use crate::payload::{exceptions, failure_record, Failure, Job, MalformedPayload, WorkerRecord};
+use crate::payload::{
+    best_effort_status_key, exceptions, failure_record, Failure, Job, MalformedPayload,
+    WorkerRecord,
+};
 use crate::proctitle;
-use crate::prune::{self, PruneRun};
+use crate::prune::{self, PruneRun, Unregistered};
 use crate::report::printable;
 use crate::signals::{self, SignalPipe, HANDLED};
-use crate::store::{
-    best_effort_status_key, Outcome, QueueSet, Reserved, Store, Unregistered, RESERVE_CHUNK,
-};
+use crate::store::{Outcome, QueueSet, Reserved, Store, RESERVE_CHUNK};
 use crate::timefmt;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -48,15 +50,6 @@ enum Stop {
     AfterJob,
     /// TERM/INT: kill the current job, record it, exit.
     Now,
-}
-
-/// The schedule for stopping the current job process: SIGTERM at `term_at`,
-/// SIGKILL at `kill_at` (TERM_CHILD and JOB_TIMEOUT).
-#[derive(Debug, Clone, Copy)]
-struct KillPlan {
-    term_at: Instant,
-    kill_at: Instant,
-    termed: bool,
 }
 
 /// The queue list a worker reserves from, as last read from Redis.
@@ -128,10 +121,6 @@ pub struct Worker<'r> {
     paused: bool,
     next_heartbeat: Instant,
     next_prune: Instant,
-    kill_plan: Option<KillPlan>,
-    /// When the current job exceeds JOB_TIMEOUT.
-    job_deadline: Option<Instant>,
-    timed_out: bool,
     outage: Outage,
     /// Jobs taken so far, for the exit log.
     jobs_done: u64,
@@ -185,9 +174,6 @@ impl<'r> Worker<'r> {
             paused: false,
             next_heartbeat: now,
             next_prune: now,
-            kill_plan: None,
-            job_deadline: None,
-            timed_out: false,
             outage: Outage::default(),
             jobs_done: 0,
             queues: None,
@@ -597,13 +583,14 @@ impl<'r> Worker<'r> {
                 log::warn!("{e}");
             }
         }
-        self.job_deadline = self.settings.limits.timeout.map(|t| Instant::now() + t);
-        let status = self.watch(&mut process);
-        self.kill_plan = None;
-        self.job_deadline = None;
-        let timed_out = std::mem::take(&mut self.timed_out);
+        let mut clock = JobClock::start(
+            Instant::now(),
+            self.settings.limits.timeout,
+            self.settings.kill,
+        );
+        let status = self.watch(&mut process, &mut clock);
         let (failure, reported_by_job) = process.outcome(status);
-        if timed_out {
+        if clock.timed_out() {
             let limit = self.settings.limits.timeout.unwrap_or_default();
             let failure = Failure::new(
                 exceptions::JOB_TIMEOUT,
@@ -638,44 +625,6 @@ impl<'r> Worker<'r> {
             pid: Some(pid),
             started_record,
         }
-    }
-
-    /// Waits for the job process, serving signals, deadlines and heartbeats.
-    fn watch(&mut self, process: &mut JobProcess) -> WaitStatus {
-        loop {
-            if let Some(status) = process.try_reap() {
-                return status;
-            }
-            let mut fds = vec![self.signals.fd()];
-            fds.extend(process.fds());
-            signals::wait_readable(&fds, self.until_deadline());
-            process.read_pipes();
-            self.handle_signals(Some(process));
-            self.check_job_timeout(process);
-            self.advance_kill_plan(process);
-            self.housekeeping();
-        }
-    }
-
-    fn check_job_timeout(&mut self, process: &JobProcess) {
-        let Some(deadline) = self.job_deadline else {
-            return;
-        };
-        if self.timed_out || Instant::now() < deadline {
-            return;
-        }
-        log::warn!(
-            "job process {} exceeded JOB_TIMEOUT: sending TERM, then KILL after {}s",
-            process.pid(),
-            self.settings.kill.term_timeout.as_secs_f64()
-        );
-        self.timed_out = true;
-        let now = Instant::now();
-        self.kill_plan = Some(KillPlan {
-            term_at: now,
-            kill_at: now + self.settings.kill.term_timeout,
-            termed: false,
-        });
     }
 
     /// Waits up to `duration` for a job: with BLOCKING, until a doorbell
@@ -729,7 +678,7 @@ impl<'r> Worker<'r> {
             if now >= deadline {
                 return;
             }
-            let wait = (deadline - now).min(self.until_deadline());
+            let wait = (deadline - now).min(self.until_deadline(None));
             let rang = match self.doorbells.as_mut().filter(|_| bells) {
                 Some(doorbells) => {
                     let mut fds = vec![self.signals.fd()];
@@ -754,11 +703,12 @@ impl<'r> Worker<'r> {
         }
     }
 
-    fn handle_signals(&mut self, process: Option<&JobProcess>) {
+    /// Acts on the signals received; `job` is the running job, if any.
+    fn handle_signals(&mut self, mut job: Option<(&JobProcess, &mut JobClock)>) {
         for sig in self.signals.drain() {
             match sig {
                 // While a job runs, `JobProcess::try_reap` reaps for us.
-                Signal::SIGCHLD if process.is_none() => child::reap_orphans(),
+                Signal::SIGCHLD if job.is_none() => child::reap_orphans(),
                 Signal::SIGQUIT => self.stop_after_job("QUIT"),
                 Signal::SIGTERM if self.settings.graceful_term => {
                     self.stop_after_job("TERM (GRACEFUL_TERM)")
@@ -766,13 +716,13 @@ impl<'r> Worker<'r> {
                 Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP => {
                     log::info!("{} received: stopping now", sig.as_str());
                     self.stop = Some(Stop::Now);
-                    self.kill_job(process);
+                    self.stop_job(&mut job);
                 }
                 Signal::SIGUSR1 => {
-                    if process.is_some() {
+                    if job.is_some() {
                         log::info!("USR1 received: stopping the current job");
                     }
-                    self.kill_job(process);
+                    self.stop_job(&mut job);
                 }
                 Signal::SIGUSR2 => {
                     log::info!("USR2 received: paused, taking no new jobs");
@@ -789,65 +739,63 @@ impl<'r> Worker<'r> {
         }
     }
 
+    /// Stops the running job, if any: SIGKILL at once, or with TERM_CHILD,
+    /// SIGTERM after the pre-shutdown timeout and SIGKILL after the term
+    /// timeout (see [`JobClock::stop`]).
+    fn stop_job(&self, job: &mut Option<(&JobProcess, &mut JobClock)>) {
+        if let Some((process, clock)) = job {
+            let due = clock.stop(Instant::now());
+            self.act_on_job(process, &due);
+        }
+    }
+
     fn stop_after_job(&mut self, why: &str) {
         log::info!("{why} received: finishing the current job, then exiting");
         self.stop = self.stop.max(Some(Stop::AfterJob));
     }
 
-    /// Stops the job process: SIGKILL at once, or with TERM_CHILD, SIGTERM
-    /// after the pre-shutdown timeout and SIGKILL after the term timeout.
-    fn kill_job(&mut self, process: Option<&JobProcess>) {
-        let Some(process) = process else { return };
-        let kill = self.settings.kill;
-        if !kill.term_child {
-            process.signal(Signal::SIGKILL);
-            return;
-        }
-        if self.kill_plan.is_none() {
-            let term_at = Instant::now() + kill.pre_shutdown_timeout;
-            self.kill_plan = Some(KillPlan {
-                term_at,
-                kill_at: term_at + kill.term_timeout,
-                termed: false,
-            });
-        }
-        self.advance_kill_plan(process);
-    }
-
-    fn advance_kill_plan(&mut self, process: &JobProcess) {
-        let Some(plan) = self.kill_plan.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        if !plan.termed && now >= plan.term_at {
-            log::info!("sending TERM to job process {}", process.pid());
-            process.signal(Signal::SIGTERM);
-            plan.termed = true;
-        }
-        if now >= plan.kill_at {
-            log::info!(
-                "job process {} outlived the term timeout: KILL",
-                process.pid()
-            );
-            process.signal(Signal::SIGKILL);
-            // Nothing is left to schedule but a re-send, should it linger.
-            plan.kill_at = now + Duration::from_secs(1);
+    /// Waits for the job process, serving signals, its clock and heartbeats.
+    fn watch(&mut self, process: &mut JobProcess, clock: &mut JobClock) -> WaitStatus {
+        loop {
+            if let Some(status) = process.try_reap() {
+                return status;
+            }
+            let mut fds = vec![self.signals.fd()];
+            fds.extend(process.fds());
+            signals::wait_readable(&fds, self.until_deadline(clock.next()));
+            process.read_pipes();
+            self.handle_signals(Some((process, &mut *clock)));
+            let due = clock.due(Instant::now());
+            self.act_on_job(process, &due);
+            self.housekeeping();
         }
     }
 
-    /// Time until the next heartbeat, prune, job deadline or kill-plan step.
-    fn until_deadline(&self) -> Duration {
-        let mut next = self.next_heartbeat.min(self.next_prune);
-        if let Some(plan) = &self.kill_plan {
-            next = next.min(if plan.termed {
-                plan.kill_at
-            } else {
-                plan.term_at
-            });
+    /// Does what the job's clock says is due.
+    fn act_on_job(&self, process: &JobProcess, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::TimedOut => log::warn!(
+                    "job process {} exceeded JOB_TIMEOUT: sending TERM, then KILL after {}s",
+                    process.pid(),
+                    self.settings.kill.term_timeout.as_secs_f64()
+                ),
+                Action::Term => {
+                    log::info!("sending TERM to job process {}", process.pid());
+                    process.signal(Signal::SIGTERM);
+                }
+                Action::Kill => {
+                    log::info!("sending KILL to job process {}", process.pid());
+                    process.signal(Signal::SIGKILL);
+                }
+            }
         }
-        if let (Some(deadline), false) = (self.job_deadline, self.timed_out) {
-            next = next.min(deadline);
-        }
+    }
+
+    /// Time until the next heartbeat, prune, or step of the job's clock.
+    fn until_deadline(&self, job: Option<Instant>) -> Duration {
+        let next = self.next_heartbeat.min(self.next_prune);
+        let next = job.map_or(next, |j| next.min(j));
         next.saturating_duration_since(Instant::now())
     }
 
@@ -967,7 +915,8 @@ impl<'r> Worker<'r> {
     fn unregister(&mut self) {
         let requeue = self.settings.prune.requeue_orphans;
         for attempt in 1..=3 {
-            match self.store.unregister(
+            match prune::unregister(
+                &mut self.store,
                 &self.me.id,
                 &prune::dirty_exit,
                 requeue,

@@ -1,0 +1,324 @@
+//! The per-job path: take a job atomically (`lua/reserve.lua`), note its
+//! process (`lua/started.lua`), record its outcome (`lua/record.lua`). Two
+//! round trips per job; the middle write rides along without one.
+
+use super::{done_and_skipped, Store};
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::keys::Keys;
+use crate::payload::JobState;
+
+const STARTED_LUA: &str = include_str!("../lua/started.lua");
+
+/// How many queue keys the reserve script pops over in one LMPOP (the same
+/// number is in `lua/reserve.lua`). A longer list is reserved from through
+/// its occupied part; see `Worker::queue_set`.
+pub const RESERVE_CHUNK: usize = 1000;
+
+/// Queues to reserve from, in priority order, with their key names
+/// prepared once: a reserve runs per job, while the list changes rarely.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSet {
+    names: Vec<String>,
+    keys: Vec<String>,
+    /// The keys as RESP bulk strings, ready to splice into the command.
+    packed_keys: Vec<u8>,
+}
+
+impl QueueSet {
+    /// Prepares `names` under `keys`' prefix.
+    pub fn new(keys: &Keys, names: Vec<String>) -> QueueSet {
+        let keys = names.iter().map(|n| keys.queue(n)).collect();
+        QueueSet::of(names, keys)
+    }
+
+    fn of(names: Vec<String>, keys: Vec<String>) -> QueueSet {
+        QueueSet {
+            packed_keys: keys
+                .iter()
+                .flat_map(|key| format!("${}\r\n{key}\r\n", key.len()).into_bytes())
+                .collect(),
+            keys,
+            names,
+        }
+    }
+
+    /// The queues at `indices` (ascending), keeping their order.
+    pub fn subset(&self, indices: &[usize]) -> QueueSet {
+        let pick = |v: &[String]| -> Vec<String> {
+            indices.iter().filter_map(|&i| v.get(i).cloned()).collect()
+        };
+        QueueSet::of(pick(&self.names), pick(&self.keys))
+    }
+
+    /// How many queues there are.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The queue names, in priority order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Their keys, in the same order.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// True when there is no queue to take from.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The outcome of one reserve attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// Every queue was empty.
+    Empty,
+    /// `worker:ID` already held this job: an earlier reserve ran but its
+    /// reply was lost. The job was never started.
+    Held { in_flight: Vec<u8> },
+    /// `worker:ID` holds a job under another process's token: a process
+    /// with our id (in another PID namespace) is alive. Nothing was changed.
+    HeldByAnother { in_flight: Vec<u8> },
+    /// `pause-all-workers` is set.
+    Paused,
+    /// A job, already recorded as in flight in `worker:ID`.
+    Job {
+        /// Index into the queue list passed to [`Store::reserve`].
+        queue_index: usize,
+        /// The payload exactly as popped.
+        payload: Vec<u8>,
+        /// The `worker:ID` value the script wrote; the record step checks it.
+        in_flight: Vec<u8>,
+    },
+}
+
+/// What the record step needs to know about one finished job.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    pub worker_id: &'a str,
+    /// The `worker:ID` value written at reserve.
+    pub in_flight: &'a [u8],
+    /// The same with the job's process group, as [`Store::job_started`]
+    /// may have written it; either form is this job's.
+    pub in_flight_started: Option<&'a [u8]>,
+    /// `None` when the job completed.
+    pub failure_record: Option<&'a str>,
+    /// php status key of the job, when it has an `id`.
+    pub status_key: Option<&'a str>,
+    /// php pid key of the job, when it has an `id`, and the pid written
+    /// there: the key is deleted only while it still holds that pid.
+    pub pid_key: Option<(&'a str, i32)>,
+    pub now: i64,
+}
+
+impl Store {
+    /// Atomically takes the first job from `queues` (in order) and records it
+    /// in `worker:ID`; see `lua/reserve.lua`. The identity's name (`host:pid`)
+    /// goes in the record's `worker` field, where node-resque looks for it,
+    /// and its token in the `token` field.
+    pub fn reserve(
+        &mut self,
+        me: &Identity,
+        queues: &QueueSet,
+        run_at: &str,
+        now: i64,
+        honour_pause: bool,
+    ) -> Result<Reserved> {
+        // The command is written by hand around the queue keys packed once
+        // per list (QueueSet::packed_keys): with a long '*' list, building
+        // it key by key per job would cost more than running it.
+        let mut cmd = Vec::with_capacity(queues.packed_keys.len() + 256);
+        let bulk = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n");
+        };
+        let nkeys = 2 + queues.keys.len();
+        cmd.extend_from_slice(format!("*{}\r\n", 3 + nkeys + 6).as_bytes());
+        bulk(&mut cmd, b"EVALSHA");
+        bulk(&mut cmd, self.scripts.reserve.get_hash().as_bytes());
+        bulk(&mut cmd, nkeys.to_string().as_bytes());
+        bulk(&mut cmd, self.keys.worker(&me.id).as_bytes());
+        bulk(&mut cmd, self.keys.pause_all().as_bytes());
+        cmd.extend_from_slice(&queues.packed_keys);
+        for arg in [
+            json_string(run_at).as_str(),
+            json_string(&me.name).as_str(),
+            self.keys.prefix(),
+            now.to_string().as_str(),
+            if honour_pause { "1" } else { "0" },
+            me.token.as_str(),
+        ] {
+            bulk(&mut cmd, arg.as_bytes());
+        }
+        let reply: redis::Value = self.with_conn(
+            || format!("reserving a job for {}", me.id),
+            |c, _, s| {
+                c.send_packed_command(&cmd)?;
+                // An error reply arrives as a value; make it an error.
+                match c.recv_response().and_then(redis::Value::extract_error) {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        // A restarted or flushed Redis: load the script, then retry.
+                        s.reserve.load(c)?;
+                        c.send_packed_command(&cmd)?;
+                        c.recv_response().and_then(redis::Value::extract_error)
+                    }
+                    other => other,
+                }
+            },
+        )?;
+        parse_reserve_reply(reply)
+    }
+
+    /// The positions in `queues` of the queues that hold a job now (a list
+    /// exists in Redis only while it is not empty), in order.
+    pub fn occupied(&mut self, queues: &QueueSet) -> Result<Vec<usize>> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(
+            || format!("looking for jobs in {} queues", queues.len()),
+            |c, _, s| {
+                let mut call = s.occupied.prepare_invoke();
+                for key in queues.keys() {
+                    call.key(key);
+                }
+                call.invoke(c)
+            },
+        )
+    }
+
+    /// Notes that a job's process started: `worker:ID` gets the job's
+    /// process group (`started`, the record as it becomes; see
+    /// `lua/started.lua`) and php's `job:ID:pid` key the process's pid. The
+    /// command is sent without waiting: its reply is read before the next
+    /// command (the record step), so it costs no round trip of its own. Its
+    /// script travels whole (EVAL): a NOSCRIPT error, unseen here, would
+    /// leave the record without its pgid. The record step accepts the record
+    /// in either form, so whether this write landed never matters for it.
+    pub fn job_started(
+        &mut self,
+        worker_id: &str,
+        reserved: &[u8],
+        started: &[u8],
+        job_id: Option<&str>,
+        pid: i32,
+    ) -> Result<()> {
+        let _blocked = crate::signals::Blocked::new();
+        let Some(conn) = self.conn.as_mut() else {
+            // No connection: the record step will reconnect; both writes are
+            // informational, so they are simply not made.
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(STARTED_LUA)
+            .arg(1 + usize::from(job_id.is_some()))
+            .arg(self.keys.worker(worker_id));
+        if let Some(id) = job_id {
+            cmd.arg(self.keys.job_pid(id));
+        }
+        let packed = cmd.arg(reserved).arg(started).arg(pid).get_packed_command();
+        self.traffic.commands += 1;
+        match conn.send_packed_command(&packed) {
+            Ok(()) => {
+                self.pending_replies += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.disconnect();
+                Err(Error::redis(
+                    format!("noting the job process of {worker_id}"),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// Records a finished job in one atomic step; see `lua/record.lua`.
+    /// Returns false when `worker:ID` no longer held the job (already
+    /// accounted for by a pruner), in which case nothing was counted.
+    pub fn record(&mut self, outcome: &Outcome<'_>) -> Result<bool> {
+        let state = if outcome.failure_record.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Complete
+        };
+        let id = outcome.worker_id;
+        let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
+        let reply: Vec<redis::Value> = self.with_conn(
+            || format!("recording the outcome of the job of {id}"),
+            |c, k, s| {
+                s.record
+                    .key(k.worker(id))
+                    .key(k.stat("processed"))
+                    .key(k.worker_stat("processed", id))
+                    .key(k.stat("failed"))
+                    .key(k.worker_stat("failed", id))
+                    .key(k.failed())
+                    .arg(outcome.in_flight)
+                    .arg(state as i64)
+                    .arg(outcome.failure_record.unwrap_or(""))
+                    .arg(outcome.now)
+                    .arg(outcome.status_key.unwrap_or(""))
+                    .arg(pid_key)
+                    .arg(pid)
+                    .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight))
+                    .invoke(c)
+            },
+        )?;
+        Ok(done_and_skipped(&reply, "recording a job") == 1)
+    }
+}
+
+/// Quotes a string as JSON, for splicing into records built by the scripts.
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+fn parse_reserve_reply(reply: redis::Value) -> Result<Reserved> {
+    use redis::Value;
+    let bad = |what: &str| {
+        Error::redis(
+            "reserving a job",
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "unexpected reply from the reserve script",
+                what.to_string(),
+            )),
+        )
+    };
+    let Value::Array(items) = reply else {
+        return Err(bad("not an array"));
+    };
+    let int = |v: Option<&Value>| match v {
+        Some(Value::Int(i)) => Some(*i),
+        _ => None,
+    };
+    let bytes = |v: Option<&Value>| match v {
+        Some(Value::BulkString(b)) => Some(b.clone()),
+        _ => None,
+    };
+    match int(items.first()) {
+        Some(0) => Ok(Reserved::Empty),
+        Some(-1) => Ok(Reserved::Paused),
+        Some(-2) => Ok(Reserved::Held {
+            in_flight: bytes(items.get(1)).ok_or_else(|| bad("no record"))?,
+        }),
+        Some(-3) => Ok(Reserved::HeldByAnother {
+            in_flight: bytes(items.get(1)).ok_or_else(|| bad("no record"))?,
+        }),
+        Some(i) if i > 0 => Ok(Reserved::Job {
+            queue_index: (i - 1) as usize,
+            payload: bytes(items.get(1)).ok_or_else(|| bad("no payload"))?,
+            in_flight: bytes(items.get(2)).ok_or_else(|| bad("no record"))?,
+        }),
+        _ => Err(bad("no status")),
+    }
+}

@@ -1,0 +1,251 @@
+//! Every Redis command resque-fork sends, in one place, behind one [`Store`]
+//! (one connection, reconnecting lazily). The commands are grouped by
+//! concern, each an `impl Store` block of its own:
+//!
+//! - this module: the connection core (connect, `with_conn`, reconnects,
+//!   traffic counts) and the scripts;
+//! - [`jobs`]: the per-job path, two round trips: the reserve script (pop +
+//!   in-flight record + status 2) and the record script (clear + counters +
+//!   failure + status 3/4), read beside `lua/reserve.lua` and
+//!   `lua/record.lua`;
+//! - [`workers`]: a worker's lifecycle: register, heartbeat, remove, and the
+//!   pruning lock;
+//! - [`admin`]: what the operations commands read and change: queues and the
+//!   failed list;
+//! - [`enqueue`]: putting jobs on queues.
+//!
+//! Every script is atomic like `MULTI`/`EXEC`, and can make a write depend on
+//! what it reads, which `MULTI` cannot. Policy (which worker is dead, what
+//! becomes of its job) lives in `prune`, not here.
+
+pub mod admin;
+pub mod enqueue;
+pub mod jobs;
+pub mod workers;
+
+pub use admin::WorkerKeys;
+pub use jobs::{Outcome, QueueSet, Reserved, RESERVE_CHUNK};
+pub use workers::{HeldJob, PruneLock, Registration, Removal};
+
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use redis::{Client, Connection, Script};
+use std::time::Duration;
+
+/// What every script that writes records starts with: the checks that run
+/// before any write (`lua/checks.lua`) and php's status update.
+const COMMON_LUA: &str = concat!(
+    include_str!("../lua/checks.lua"),
+    "\n",
+    include_str!("../lua/status.lua")
+);
+
+/// How long to wait for a TCP connect or a reply before calling Redis gone.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Scripts {
+    reserve: Script,
+    record: Script,
+    unregister: Script,
+    take_lock: Script,
+    take_over_lock: Script,
+    occupied: Script,
+    release_lock: Script,
+    retry_failed: Script,
+}
+
+/// A connection to one Redis, reconnecting lazily after a failure.
+pub struct Store {
+    client: Client,
+    conn: Option<Connection>,
+    keys: Keys,
+    scripts: Scripts,
+    /// Replies to commands sent without waiting (see `job_started`), read
+    /// before the next command.
+    pending_replies: usize,
+    traffic: Traffic,
+}
+
+/// What a store has sent, for the worker's exit log and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Times the store waited for Redis to answer.
+    pub round_trips: u64,
+    /// Commands sent (a script call is one).
+    pub commands: u64,
+}
+
+impl Store {
+    /// Opens a store for `url` (any URL the `redis` crate accepts) and checks
+    /// that Redis answers.
+    pub fn connect(url: &str, keys: Keys) -> Result<Store> {
+        let mut store = Store::open(url, keys)?;
+        store.ping()?;
+        Ok(store)
+    }
+
+    /// Opens a store without contacting Redis; the first command connects.
+    pub fn open(url: &str, keys: Keys) -> Result<Store> {
+        let client = Client::open(url).map_err(|e| {
+            Error::Config(format!(
+                "invalid Redis address {:?}: {}",
+                crate::config::redact_url(url),
+                crate::config::redact_url(&e.to_string())
+            ))
+        })?;
+        let store = Store {
+            client,
+            conn: None,
+            pending_replies: 0,
+            traffic: Traffic::default(),
+            keys,
+            scripts: Scripts {
+                reserve: Script::new(&format!(
+                    "{COMMON_LUA}\n{}\n{}",
+                    include_str!("../lua/strict_json.lua"),
+                    include_str!("../lua/reserve.lua")
+                )),
+                record: Script::new(&format!("{COMMON_LUA}\n{}", include_str!("../lua/record.lua"))),
+                unregister: Script::new(&format!(
+                    "{COMMON_LUA}\n{}",
+                    include_str!("../lua/unregister.lua")
+                )),
+                retry_failed: Script::new(&format!(
+                    "{COMMON_LUA}\n{}",
+                    include_str!("../lua/retry_failed.lua")
+                )),
+                take_lock: Script::new(include_str!("../lua/take_lock.lua")),
+                occupied: Script::new(
+                    "local out = {} for i = 1, #KEYS do if redis.call('EXISTS', KEYS[i]) == 1 then out[#out + 1] = i - 1 end end return out",
+                ),
+                take_over_lock: Script::new(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0",
+                ),
+                release_lock: Script::new(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                ),
+            },
+        };
+        Ok(store)
+    }
+
+    /// The key names this store uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn with_conn<T>(
+        &mut self,
+        action: impl Fn() -> String,
+        f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        // No signal may interrupt the socket I/O (see `signals::Blocked`).
+        let _blocked = crate::signals::Blocked::new();
+        if self.conn.is_none() {
+            let conn = self
+                .client
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                .and_then(|c| {
+                    c.set_read_timeout(Some(IO_TIMEOUT))?;
+                    c.set_write_timeout(Some(IO_TIMEOUT))?;
+                    Ok(c)
+                })
+                .map_err(|e| Error::redis(format!("connecting to Redis ({})", action()), e))?;
+            self.conn = Some(conn);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            unreachable!("connection set above")
+        };
+        self.traffic.round_trips += 1;
+        self.traffic.commands += 1;
+        let pending = std::mem::take(&mut self.pending_replies);
+        // A server error in a deferred reply (a pid key of the wrong type,
+        // say) belongs to that command, not to this one: only a broken
+        // connection stops here.
+        let result = (0..pending)
+            .try_for_each(|_| match conn.recv_response() {
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => Err(e),
+                _ => Ok(()),
+            })
+            .and_then(|()| f(conn, &self.keys, &self.scripts));
+        result.map_err(|e| {
+            let err = Error::redis(action(), e);
+            if err.is_connection() {
+                self.conn = None;
+            }
+            err
+        })
+    }
+
+    /// Drops the connection; the next command reconnects.
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+        self.pending_replies = 0;
+    }
+
+    /// Where this store connects.
+    pub fn connection_info(&self) -> &redis::ConnectionInfo {
+        self.client.get_connection_info()
+    }
+
+    /// What this store has sent so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// Checks that Redis answers.
+    pub fn ping(&mut self) -> Result<()> {
+        self.with_conn(
+            || "PING".into(),
+            |c, _, _| redis::cmd("PING").query::<String>(c),
+        )
+        .map(|_| ())
+    }
+
+    /// Redis server time, in epoch seconds: heartbeats use the server's clock
+    /// so that hosts with skewed clocks agree on ages.
+    pub fn server_time(&mut self) -> Result<i64> {
+        self.with_conn(
+            || "reading Redis TIME".into(),
+            |c, _, _| redis::cmd("TIME").query::<(i64, i64)>(c),
+        )
+        .map(|(s, _)| s)
+    }
+}
+
+/// Reads a `{status, skipped counters...}` script reply: logs each counter
+/// the script left alone because it was not an integer, returns the status.
+pub(super) fn done_and_skipped(reply: &[redis::Value], what: &str) -> i64 {
+    let status = match reply.first() {
+        Some(redis::Value::Int(i)) => *i,
+        _ => 0,
+    };
+    for key in reply.iter().skip(1) {
+        if let redis::Value::BulkString(k) = key {
+            log::warn!(
+                "{what}: {} is not an integer, so it was left as it is and not counted; set it to a number to count again",
+                String::from_utf8_lossy(k)
+            );
+        }
+    }
+    status
+}
+
+/// Text that another program wrote, shown with U+FFFD where it is not UTF-8.
+pub(super) fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A name read from `set`, or `None` (logged) when it is not UTF-8: key
+/// names are built as text, so such a name cannot be acted on.
+pub(super) fn utf8_or_skip(bytes: Vec<u8>, set: &str) -> Option<String> {
+    String::from_utf8(bytes)
+        .map_err(|e| {
+            log::warn!(
+                "skipping {:?} in {set}: it is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            )
+        })
+        .ok()
+}
