@@ -15,6 +15,37 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 const REPORT_LIMIT: usize = 1 << 20;
 const STDERR_TAIL: usize = 2048;
 
+/// How a job's run ended, as the worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// It completed.
+    Completed,
+    /// It failed and reported so itself, in the job process, where its
+    /// `on_failure` hooks have run already.
+    FailedInJob(Failure),
+    /// It failed as seen from outside (killed, a non-zero exit, never
+    /// started, timed out): the worker runs `on_failure`.
+    Failed(Failure),
+}
+
+impl Ended {
+    /// The failure, if it failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Ended::Completed => None,
+            Ended::FailedInJob(f) | Ended::Failed(f) => Some(f),
+        }
+    }
+
+    /// The failure, if it failed.
+    pub fn into_failure(self) -> Option<Failure> {
+        match self {
+            Ended::Completed => None,
+            Ended::FailedInJob(f) | Ended::Failed(f) => Some(f),
+        }
+    }
+}
+
 /// Which kind of job process this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -233,17 +264,15 @@ impl JobProcess {
         }
     }
 
-    /// Turns the end of the process into an outcome: `None` = complete; with
-    /// a failure, whether the job process reported it itself (and so has run
-    /// the `on_failure` hooks already).
-    pub fn outcome(self, status: WaitStatus) -> (Option<Failure>, bool) {
+    /// How the job ended, from the way its process ended.
+    pub fn outcome(self, status: WaitStatus) -> Ended {
         let rust = self.kind == Kind::Rust;
-        let failure = self.failure(status);
-        let from_job = rust
-            && failure
-                .as_ref()
-                .is_some_and(|f| f.exception != exceptions::DIRTY_EXIT);
-        (failure, from_job)
+        match self.failure(status) {
+            None => Ended::Completed,
+            // A Rust job reports its own failures; a dirty exit it cannot.
+            Some(f) if rust && f.exception != exceptions::DIRTY_EXIT => Ended::FailedInJob(f),
+            Some(f) => Ended::Failed(f),
+        }
     }
 
     fn failure(mut self, status: WaitStatus) -> Option<Failure> {

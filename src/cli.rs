@@ -203,6 +203,13 @@ enum Command {
     Failed(FailedCommand),
     /// Look for dead workers now and account for their jobs, as a worker does
     Prune,
+    /// Print a shell completion script: resque-fork completions bash > /etc/bash_completion.d/resque-fork
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): resque-fork man > /usr/local/share/man/man1/resque-fork.1
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -430,37 +437,6 @@ fn forget_empty_env_vars() {
     }
 }
 
-/// Reads `enqueue --stdin` lines: a JSON array is the args, kept byte for
-/// byte; any other JSON value is the only arg; blank lines are skipped.
-/// Nothing is enqueued unless every line parses.
-fn read_arg_lines(input: impl std::io::BufRead) -> Result<Vec<String>> {
-    let mut all = Vec::new();
-    for (n, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| Error::io("reading standard input", e))?;
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(text) {
-            return Err(Error::Config(format!(
-                "standard input line {}: not JSON ({e}); nothing was enqueued",
-                n + 1
-            )));
-        }
-        all.push(if text.starts_with('[') {
-            text.to_string()
-        } else {
-            format!("[{text}]")
-        });
-    }
-    Ok(all)
-}
-
-/// Parses an `enqueue` argument: JSON when it parses, else a string.
-fn parse_arg(arg: &str) -> serde_json::Value {
-    serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.to_string()))
-}
-
 /// Runs the program with the jobs in `registry` (classes not in it go to the
 /// exec handler) and returns the process exit code: 0 success, 1 failure to
 /// act (Redis unreachable, unknown job id), 2 bad usage or configuration.
@@ -480,56 +456,136 @@ pub fn run(registry: Registry) -> i32 {
     }
 }
 
+/// One path per command: the parsed command to `ops` (or `producer`), its
+/// result to `report` (or JSON with `--json`).
 fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
-    match &cli.command {
-        Some(Command::Enqueue {
+    let Some(command) = &cli.command else {
+        return work(&cli, registry);
+    };
+    let json = cli.json;
+    // Commands that need no Redis.
+    match command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "resque-fork", &mut script);
+            return print_text(&String::from_utf8_lossy(&script));
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Error::io("rendering the man page", e))?;
+            return print_text(&String::from_utf8_lossy(&page));
+        }
+        _ => {}
+    }
+    let mut store = cli.redis.store()?;
+    match command {
+        Command::Enqueue {
             queue,
             class,
             stdin: true,
             track,
             ..
-        }) => {
-            let args = read_arg_lines(std::io::stdin().lock())?;
-            let mut store = cli.redis.store()?;
+        } => {
+            let args = producer::read_arg_lines(std::io::stdin().lock())?;
             let (ids, enqueued) = producer::enqueue_many(&mut store, queue, class, &args, *track);
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for id in ids {
-                writeln!(out, "{id}").map_err(|e| Error::io("writing job ids", e))?;
-            }
-            out.flush().map_err(|e| Error::io("writing job ids", e))?;
-            enqueued
+            print_text(&report::ids(&ids))?;
+            enqueued?;
         }
-        Some(Command::Enqueue {
+        Command::Enqueue {
             queue,
             class,
             args,
             no_track,
             ..
-        }) => {
-            let args: Vec<_> = args.iter().map(|a| parse_arg(a)).collect();
-            let mut store = cli.redis.store()?;
+        } => {
+            let args: Vec<_> = args.iter().map(|a| producer::parse_arg(a)).collect();
             let id = producer::enqueue(&mut store, queue, class, &args, !*no_track)?;
-            println!("{id}");
-            Ok(())
+            print_text(&report::ids(&[id]))?;
         }
-        Some(Command::Status { job_id }) => {
-            let mut store = cli.redis.store()?;
-            match producer::status(&mut store, job_id) {
-                Ok(status) => println!("{}", producer::describe(&status)),
-                Err(Error::NotFound(why)) => match ops::locate_job(&mut store, job_id)? {
-                    Some(place) => show(cli.json, &place, report::job_location),
-                    None => {
-                        return Err(Error::NotFound(format!(
-                            "{why}; and it is not running, queued or in the failed list"
-                        )))
-                    }
-                },
-                Err(e) => return Err(e),
+        Command::Status { job_id } => {
+            let found = ops::job_status(&mut store, job_id)?;
+            show(json, &found, report::job_status);
+        }
+        Command::Info => show(json, &ops::info(&mut store)?, report::info),
+        Command::Queues => show(json, &ops::queues(&mut store)?, |r| report::queues(r)),
+        Command::Queue(QueueCommand::Show { name, limit }) => {
+            let jobs = ops::queue_show(&mut store, name, *limit)?;
+            show(json, &jobs, |j| report::queue_jobs(name, j));
+        }
+        Command::Queue(QueueCommand::Clear { name, yes }) => {
+            if confirm(*yes, &format!("Delete every job in queue {name}?"))? {
+                let n = ops::queue_clear(&mut store, name)?;
+                print_text(&report::queue_cleared(name, n))?;
             }
-            Ok(())
         }
-        Some(command) => operate(&cli, command),
-        None => work(&cli, registry),
+        Command::Queue(QueueCommand::Remove { name, yes }) => {
+            if confirm(*yes, &format!("Remove queue {name} and its jobs?"))? {
+                let n = ops::queue_remove(&mut store, name)?;
+                print_text(&report::queue_removed(name, n))?;
+            }
+        }
+        Command::Workers => {
+            let policy = cli.work.prune_policy()?;
+            let rows = ops::workers(&mut store, &crate::identity::hostname(), &policy)?;
+            show(json, &rows, |r| report::workers(r));
+        }
+        Command::Failed(FailedCommand::List { limit, filter }) => {
+            let list = ops::failed_listing(&mut store, &filter.filter(), *limit)?;
+            show(json, &list.rows, |_| {
+                report::failures(&list.rows, list.total)
+            });
+        }
+        Command::Failed(FailedCommand::Show { failure }) => {
+            let shown = ops::failed_show(&mut store, failure)?;
+            show(json, &shown, report::failure_shown);
+        }
+        Command::Failed(FailedCommand::Retry {
+            failure,
+            all,
+            filter,
+            again,
+        }) => {
+            if *all {
+                let n = ops::failed_retry_all(&mut store, &filter.filter())?;
+                print_text(&report::retried_all(n))?;
+            } else if let Some(failure) = failure {
+                let row = ops::failed_retry(&mut store, failure, *again)?;
+                print_text(&report::retried(&row))?;
+            }
+        }
+        Command::Failed(FailedCommand::Remove { failure }) => {
+            let row = ops::failed_remove(&mut store, failure)?;
+            print_text(&report::removed(&row))?;
+        }
+        Command::Failed(FailedCommand::Clear { yes }) => {
+            if confirm(*yes, "Delete every failure record?")? {
+                let n = ops::failed_clear(&mut store)?;
+                print_text(&report::failed_cleared(n))?;
+            }
+        }
+        Command::Prune => {
+            let policy = cli.work.prune_policy()?;
+            let hostname = crate::identity::hostname();
+            let who = format!("{hostname}:{}:prune", std::process::id());
+            let pruned = ops::prune_now(&mut store, &who, &hostname, &policy)?;
+            show(json, &pruned, |p| report::pruned(p));
+        }
+        Command::Completions { .. } | Command::Man => {}
+    }
+    Ok(())
+}
+
+/// Writes text as it is (it ends with its own newline). A reader that
+/// stopped reading (`| head`) is no error.
+fn print_text(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("writing to standard output", e))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -560,104 +616,6 @@ fn confirm(yes: bool, question: &str) -> Result<bool> {
         .read_line(&mut answer)
         .map_err(|e| Error::io("reading the answer", e))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-/// The operations commands.
-fn operate(cli: &Cli, command: &Command) -> Result<()> {
-    let json = cli.json;
-    let mut store = cli.redis.store()?;
-    let policy = cli.work.prune_policy()?;
-    match command {
-        Command::Info => show(json, &ops::info(&mut store)?, report::info),
-        Command::Queues => show(json, &ops::queues(&mut store)?, |r| report::queues(r)),
-        Command::Queue(QueueCommand::Show { name, limit }) => {
-            let jobs = ops::queue_show(&mut store, name, *limit)?;
-            show(json, &jobs, |j| report::queue_jobs(name, j));
-        }
-        Command::Queue(QueueCommand::Clear { name, yes }) => {
-            if confirm(*yes, &format!("Delete every job in queue {name}?"))? {
-                let n = store.clear_queue(name)?;
-                println!("cleared queue {name}: {n} jobs deleted");
-            }
-        }
-        Command::Queue(QueueCommand::Remove { name, yes }) => {
-            if confirm(*yes, &format!("Remove queue {name} and its jobs?"))? {
-                let n = store.remove_queue(name)?;
-                println!("removed queue {name}: {n} jobs deleted");
-            }
-        }
-        Command::Workers => {
-            let rows = ops::workers(&mut store, &crate::worker::hostname(), &policy)?;
-            show(json, &rows, |r| report::workers(r));
-        }
-        Command::Failed(FailedCommand::List { limit, filter }) => {
-            let rows = ops::failed_list(&mut store, &filter.filter(), *limit)?;
-            let total = store.failed_len()?;
-            show(json, &rows, |r| report::failures(r, total));
-        }
-        Command::Failed(FailedCommand::Show { failure }) => {
-            let row = ops::failed_find(&mut store, failure)?;
-            if json {
-                let record: Box<serde_json::value::RawValue> = serde_json::from_str(&row.record)
-                    .unwrap_or_else(|_| {
-                        serde_json::value::to_raw_value(&row.record).unwrap_or_default()
-                    });
-                println!(
-                    "{}",
-                    serde_json::json!({"index": row.index, "id": row.id, "record": record})
-                );
-            } else {
-                let pretty = serde_json::from_str::<serde_json::Value>(&row.record)
-                    .and_then(|v| serde_json::to_string_pretty(&v))
-                    .unwrap_or(row.record.clone());
-                let pretty: Vec<_> = pretty.lines().map(report::printable).collect();
-                println!(
-                    "failure {} (index {})\n{}",
-                    row.id,
-                    row.index,
-                    pretty.join("\n")
-                );
-            }
-        }
-        Command::Failed(FailedCommand::Retry {
-            failure,
-            all,
-            filter,
-            again,
-        }) => {
-            if *all {
-                let n = ops::failed_retry_all(&mut store, &filter.filter())?;
-                println!("retried {n} failed jobs");
-            } else if let Some(failure) = failure {
-                let row = ops::failed_retry(&mut store, failure, *again)?;
-                println!(
-                    "retried failure {}: {} is back on queue {}",
-                    row.id,
-                    report::printable(row.class.as_deref().unwrap_or("?")),
-                    report::printable(row.queue.as_deref().unwrap_or("?"))
-                );
-            }
-        }
-        Command::Failed(FailedCommand::Remove { failure }) => {
-            let row = ops::failed_remove(&mut store, failure)?;
-            println!("removed failure {}", row.id);
-        }
-        Command::Failed(FailedCommand::Clear { yes }) => {
-            if confirm(*yes, "Delete every failure record?")? {
-                let n = store.clear_failed()?;
-                println!("cleared the failed list: {n} records deleted");
-            }
-        }
-        Command::Prune => {
-            let who = format!("{}:{}:prune", crate::worker::hostname(), std::process::id());
-            let pruned = ops::prune_now(&mut store, &who, &crate::worker::hostname(), &policy)?;
-            show(json, &pruned, |p| report::pruned(p));
-        }
-        Command::Enqueue { .. } | Command::Status { .. } => {
-            unreachable!("handled by dispatch")
-        }
-    }
-    Ok(())
 }
 
 fn work(cli: &Cli, registry: &Registry) -> Result<()> {

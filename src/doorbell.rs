@@ -22,6 +22,7 @@
 //! they break and one when they work again. Counting an error as a ring
 //! would make an idle worker spin on the reserve script.
 
+use crate::backoff::Backoff;
 use redis::{ConnectionAddr, ConnectionInfo};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -102,8 +103,8 @@ pub struct Doorbells {
 /// A pause after a doorbell broke.
 struct Rest {
     until: Instant,
-    /// The next pause, should this try fail too.
-    next: Duration,
+    /// The pauses, should the next try fail too.
+    backoff: Backoff,
 }
 
 fn command(args: &[&[u8]]) -> Vec<u8> {
@@ -159,7 +160,11 @@ impl Doorbells {
     /// Marks the doorbells broken for a while: every connection is dropped,
     /// and `arm` refuses until the pause is over.
     fn broke(&mut self, why: &str) {
-        let pause = self.resting.as_ref().map_or(RETRY_FIRST, |r| r.next);
+        let mut backoff = self
+            .resting
+            .as_ref()
+            .map_or(Backoff::new(RETRY_FIRST, RETRY_LAST), |r| r.backoff);
+        let pause = backoff.delay();
         if self.resting.is_none() {
             log::warn!(
                 "BLOCKING doorbell failed ({why}): polling every INTERVAL instead, trying the doorbells again in {}s",
@@ -174,7 +179,7 @@ impl Doorbells {
         self.bells.clear();
         self.resting = Some(Rest {
             until: Instant::now() + pause,
-            next: (pause * 2).min(RETRY_LAST),
+            backoff,
         });
     }
 

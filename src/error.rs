@@ -24,9 +24,12 @@ pub enum Error {
     },
     /// Something the user asked about does not exist (an unknown job id, say).
     NotFound(String),
-    /// Another process holds what this one needs (a lock, say); trying again
-    /// later may succeed.
+    /// Another process holds what this one needs (a lock, say), or changed
+    /// it meanwhile; trying again later may succeed.
     Conflict(String),
+    /// A record in Redis cannot be understood (not JSON, a field missing or
+    /// of the wrong kind): nothing was done with it.
+    Corrupt(String),
     /// `PIDFILE` names a resque-fork process that is still running.
     AlreadyRunning {
         /// The file.
@@ -87,7 +90,9 @@ impl fmt::Display for Error {
             Error::Config(msg) => write!(f, "{msg}"),
             Error::Redis { action, source } => write!(f, "{action}: {source}"),
             Error::Io { action, source } => write!(f, "{action}: {source}"),
-            Error::NotFound(msg) | Error::Conflict(msg) => write!(f, "{msg}"),
+            Error::NotFound(msg) | Error::Conflict(msg) | Error::Corrupt(msg) => {
+                write!(f, "{msg}")
+            }
             Error::AlreadyRunning { pidfile, pid } => write!(
                 f,
                 "already running: PIDFILE {} belongs to the live resque-fork process {pid}",

@@ -16,40 +16,52 @@
 //! └── worker …
 //! ```
 //!
-//! With COUNT=1 the foreground process is the worker. Each level dies with
-//! the one above it (`PR_SET_PDEATHSIG`), so nothing runs unsupervised.
-//! [`supervisor`] forks the workers (a user's [`Registry`] survives the
-//! fork), [`proctitle`] writes the `ps` titles Resque's liveness checks read.
+//! [`cli`] parses flags and Resque's environment variables into
+//! [`config`] settings, claims the [`pidfile`], and starts either one worker
+//! or, with COUNT above 1, the [`supervisor`], which forks the workers (a
+//! user's [`Registry`] survives the fork), restarts one that dies, and files
+//! the job of one a signal killed. Each level dies with the one above it
+//! (`PR_SET_PDEATHSIG`), so nothing runs unsupervised; [`proctitle`] writes
+//! the `ps` titles Resque's liveness checks read.
 //!
-//! The worker loop ([`worker`]) does all Redis bookkeeping itself, so the
-//! record of a job never depends on a job process that may have crashed:
+//! A worker ([`worker`]) has an [`identity`]: its id `host:pid:queues` and a
+//! random token that tells it apart from any other process that ever had the
+//! same id. At startup it makes sure no live process shares the id, files
+//! what a dead predecessor with that id left behind, then loops, doing all
+//! Redis bookkeeping itself, so the record of a job never depends on a job
+//! process that may have crashed:
 //!
-//! 1. **reserve** ([`store::Store::reserve`]): one Lua script pops the first
-//!    job in queue-priority order *and* writes the in-flight record
-//!    `worker:ID` (and php's status 2). No instant exists at which a popped
-//!    job is recorded nowhere.
+//! 1. **reserve** ([`store::jobs`]): one Lua script pops the first job in
+//!    queue-priority order ([`queues`] resolves `*` and globs) *and* writes
+//!    the in-flight record `worker:ID` (and php's status 2). No instant
+//!    exists at which a popped job is recorded nowhere.
 //! 2. **start** ([`child`]): a registered Rust function runs in a forked copy
 //!    of the worker and reports on a pipe; any other class runs the program
-//!    of that name in `JOBS_DIR` ([`handlers::exec`]) with the args JSON on stdin.
+//!    of that name in `JOBS_DIR` ([`handlers::exec`]) with the args on stdin,
+//!    byte for byte.
 //! 3. **watch**: one `poll(2)` over the signal self-pipe ([`signals`]), the
-//!    job's pipes and the heartbeat timer. No threads: `fork` from a
-//!    multi-threaded process would copy locks held by other threads.
-//! 4. **record** ([`store::Store::record`]): one Lua script clears
-//!    `worker:ID`, counts the job, files the failure record and finishes the
-//!    php status, atomically.
+//!    job's pipes and the next deadline of its [`job_clock`] (JOB_TIMEOUT,
+//!    TERM_CHILD). No threads: `fork` from a multi-threaded process would
+//!    copy locks held by other threads.
+//! 4. **record** ([`store::jobs`]): one Lua script clears `worker:ID`, counts
+//!    the job, files the failure record and finishes the php status,
+//!    atomically, and checks before its first write all that could fail.
 //!
 //! Between jobs the worker waits in the same `poll(2)`: for INTERVAL, or
 //! with BLOCKING on [`doorbell`] connections that ring when a queue gets a
 //! job without taking it, so the reserve stays the only consumer.
 //!
 //! At startup, and every PRUNE_INTERVAL after, a worker finds dead workers
-//! (stale heartbeat on any host, gone or reused pid on its own) and accounts
-//! for their jobs ([`prune`]). Redis may vanish at any step: every step is
-//! retried, and reserve and record are safe to retry (a lost reply never
-//! loses or double-counts a job). Every Redis key is named in [`keys`],
-//! every command sent in [`store`] (its scripts in `src/lua/`), and every
-//! record format lives in [`payload`] and [`timefmt`]. The operations
-//! commands are [`ops`] (what to read and change) and [`report`] (tables).
+//! (stale heartbeat on any host; on its own, a gone or reused pid, looked up
+//! in [`procfs`], once the heartbeat is old too) and accounts for their jobs
+//! ([`prune`], which decides; [`store::workers`] carries it out). Redis may
+//! vanish at any step: every step is retried on a [`backoff`], and reserve
+//! and record are safe to retry (a lost reply never loses or double-counts a
+//! job). Every Redis key is named in [`keys`], every command sent in
+//! [`store`] (its scripts in `src/lua/`), and every record format lives in
+//! [`payload`] and [`timefmt`]; `docs/redis-contract.md` describes them. The
+//! operations commands are [`ops`] (what to read and change) and [`report`]
+//! (what a person reads); [`producer`] enqueues.
 //!
 //! ## Your own jobs in Rust
 //!
@@ -113,6 +125,8 @@ pub mod producer;
 
 // The machinery: public only so the integration tests can reach it; not part
 // of the API and free to change.
+#[doc(hidden)]
+pub mod backoff;
 #[doc(hidden)]
 pub mod child;
 #[doc(hidden)]

@@ -69,6 +69,16 @@ pub fn queues(store: &mut Store) -> Result<Vec<QueueRow>> {
         .collect())
 }
 
+/// Empties a queue (it stays listed in `queues`); how many jobs it held.
+pub fn queue_clear(store: &mut Store, queue: &str) -> Result<i64> {
+    store.clear_queue(queue)
+}
+
+/// Deletes a queue and unlists it; how many jobs it held.
+pub fn queue_remove(store: &mut Store, queue: &str) -> Result<i64> {
+    store.remove_queue(queue)
+}
+
 /// One queued job, as `queue show` lists it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct QueuedJob {
@@ -363,6 +373,57 @@ pub fn failed_list(
     Ok(rows)
 }
 
+/// One failure record in full, for `failed show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureShown {
+    /// Its position now.
+    pub index: usize,
+    /// Its content id.
+    pub id: String,
+    /// The record as stored (a JSON string of its text if it is not JSON).
+    pub record: Box<RawValue>,
+}
+
+/// The failure record `r` names, in full.
+pub fn failed_show(store: &mut Store, r: &FailureRef) -> Result<FailureShown> {
+    let row = failed_find(store, r)?;
+    let record = serde_json::from_str(&row.record)
+        .or_else(|_| serde_json::value::to_raw_value(&row.record))
+        .map_err(|e| Error::Corrupt(format!("failure {}: {e}", row.id)))?;
+    Ok(FailureShown {
+        index: row.index,
+        id: row.id,
+        record,
+    })
+}
+
+/// The failures `failed list` shows, and how many the list holds in all.
+#[derive(Debug, Clone)]
+pub struct FailureList {
+    /// Newest first.
+    pub rows: Vec<FailureRow>,
+    /// `LLEN failed`.
+    pub total: i64,
+}
+
+/// The most recent `limit` failures matching `filter` (0 = all), newest
+/// first, with the list's length.
+pub fn failed_listing(
+    store: &mut Store,
+    filter: &FailureFilter,
+    limit: usize,
+) -> Result<FailureList> {
+    Ok(FailureList {
+        rows: failed_list(store, filter, limit)?,
+        total: store.failed_len()?,
+    })
+}
+
+/// Deletes the failed list; how many records it held.
+pub fn failed_clear(store: &mut Store) -> Result<i64> {
+    store.clear_failed()
+}
+
 /// A failure record named by index (whatever is there now) or content id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureRef {
@@ -489,7 +550,7 @@ fn with_retried_at(record: &str, at: &str) -> Result<String> {
     let record = without_retried_at(record);
     let record = record.as_ref();
     let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(record)
-        .map_err(|e| Error::NotFound(format!("the failure record is not a JSON object: {e}")))?;
+        .map_err(|e| Error::Corrupt(format!("the failure record is not a JSON object: {e}")))?;
     let stamp = Value::from(at).to_string();
     if !fields.contains_key("retried_at") {
         let body = record.trim().strip_suffix('}').unwrap_or("{").trim_end();
@@ -499,9 +560,9 @@ fn with_retried_at(record: &str, at: &str) -> Result<String> {
     let mut fields = fields;
     fields.insert(
         "retried_at".into(),
-        RawValue::from_string(stamp).map_err(|e| Error::NotFound(e.to_string()))?,
+        RawValue::from_string(stamp).map_err(|e| Error::Corrupt(e.to_string()))?,
     );
-    serde_json::to_string(&fields).map_err(|e| Error::NotFound(e.to_string()))
+    serde_json::to_string(&fields).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 /// Retries one failure: `retried_at` is set on the record (as resque-web
@@ -528,13 +589,13 @@ fn retry_row(store: &mut Store, row: &FailureRow) -> Result<()> {
         queue: Option<String>,
     }
     let parts: Parts = serde_json::from_str(&row.record)
-        .map_err(|e| Error::NotFound(format!("failure {} is not a record: {e}", row.id)))?;
+        .map_err(|e| Error::Corrupt(format!("failure {} is not a record: {e}", row.id)))?;
     let payload = parts
         .payload
         .map(|p| p.get())
         .filter(|p| p.trim_start().starts_with('{'))
         .ok_or_else(|| {
-            Error::NotFound(format!(
+            Error::Corrupt(format!(
                 "failure {} has no job payload to retry (it was not a runnable job)",
                 row.id
             ))
@@ -542,7 +603,7 @@ fn retry_row(store: &mut Store, row: &FailureRow) -> Result<()> {
     let queue = parts
         .queue
         .filter(|q| !q.is_empty())
-        .ok_or_else(|| Error::NotFound(format!("failure {} names no queue", row.id)))?;
+        .ok_or_else(|| Error::Corrupt(format!("failure {} names no queue", row.id)))?;
     let now = timefmt::now_epoch();
     let retried = with_retried_at(&row.record, &timefmt::failed_at(now))?;
     let status = best_effort_status_key(store.keys(), payload);
@@ -554,7 +615,7 @@ fn retry_row(store: &mut Store, row: &FailureRow) -> Result<()> {
         status.as_deref(),
         now,
     )? {
-        return Err(Error::NotFound(format!(
+        return Err(Error::Conflict(format!(
             "failure {} changed or went away before it could be retried",
             row.id
         )));
@@ -570,7 +631,8 @@ pub fn failed_retry_all(store: &mut Store, filter: &FailureFilter) -> Result<usi
     for row in rows.iter().filter(|r| r.retried_at.is_none()) {
         match retry_row(store, row) {
             Ok(()) => done += 1,
-            Err(Error::NotFound(why)) => log::warn!("{why}"),
+            // One record that cannot be retried does not stop the others.
+            Err(Error::Corrupt(why) | Error::Conflict(why)) => log::warn!("{why}"),
             Err(e) => return Err(e),
         }
     }
@@ -581,12 +643,37 @@ pub fn failed_retry_all(store: &mut Store, filter: &FailureFilter) -> Result<usi
 pub fn failed_remove(store: &mut Store, r: &FailureRef) -> Result<FailureRow> {
     let row = failed_find(store, r)?;
     if !store.remove_failed(&row.record)? {
-        return Err(Error::NotFound(format!(
+        return Err(Error::Conflict(format!(
             "failure {} went away before it could be removed",
             row.id
         )));
     }
     Ok(row)
+}
+
+/// What `status` knows of a job: its php status record, or where it is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum JobWhereabouts {
+    /// Its status record.
+    Tracked(crate::producer::JobStatus),
+    /// No status record, but it was found.
+    Located(JobLocation),
+}
+
+/// The status of job `id`; for a job without a status record (untracked, or
+/// expired), where it is. `NotFound` when it is nowhere.
+pub fn job_status(store: &mut Store, id: &str) -> Result<JobWhereabouts> {
+    match crate::producer::status(store, id) {
+        Ok(status) => Ok(JobWhereabouts::Tracked(status)),
+        Err(Error::NotFound(why)) => match locate_job(store, id)? {
+            Some(place) => Ok(JobWhereabouts::Located(place)),
+            None => Err(Error::NotFound(format!(
+                "{why}; and it is not running, queued or in the failed list"
+            ))),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Where a job is, found by its payload `id` (for jobs without a status

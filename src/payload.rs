@@ -451,6 +451,13 @@ pub enum JobState {
     Complete = 4,
 }
 
+impl Serialize for JobState {
+    /// As its name: `waiting`, `running`, `failed`, `complete`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl JobState {
     /// From the numeric `status` field.
     pub fn from_code(code: i64) -> Option<JobState> {
@@ -534,7 +541,7 @@ mod tests {
 
     #[test]
     fn failure_record_golden() {
-        // Written out by hand from RESQUE_PROTOCOL.md 2.7.
+        // Written out by hand from the example record of contract 6.
         let rec = failure_record(
             br#"{"class":"Mailer","args":[7,"welcome"]}"#,
             "mail",

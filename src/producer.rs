@@ -96,6 +96,37 @@ pub fn enqueue_many(
     (ids, result)
 }
 
+/// Reads `enqueue --stdin` lines: a JSON array is the args, kept byte for
+/// byte; any other JSON value is the only arg; blank lines are skipped.
+/// Nothing is enqueued unless every line parses.
+pub fn read_arg_lines(input: impl std::io::BufRead) -> Result<Vec<String>> {
+    let mut all = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| Error::io("reading standard input", e))?;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(text) {
+            return Err(Error::Config(format!(
+                "standard input line {}: not JSON ({e}); nothing was enqueued",
+                n + 1
+            )));
+        }
+        all.push(if text.starts_with('[') {
+            text.to_string()
+        } else {
+            format!("[{text}]")
+        });
+    }
+    Ok(all)
+}
+
+/// Parses an `enqueue` argument: JSON when it parses, else a string.
+pub fn parse_arg(arg: &str) -> serde_json::Value {
+    serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.to_string()))
+}
+
 /// The payload text resque-fork enqueues: `class`, `args`, `id` and
 /// `queue_time`, in php-resque's order.
 ///
@@ -152,7 +183,7 @@ pub fn enqueue(
 }
 
 /// A job's status as php-resque tracks it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct JobStatus {
     /// The state.
     pub state: JobState,
@@ -172,12 +203,12 @@ pub fn status(store: &mut Store, id: &str) -> Result<JobStatus> {
         ))
     })?;
     let record: StatusRecord = serde_json::from_str(&text).map_err(|e| {
-        Error::NotFound(format!(
+        Error::Corrupt(format!(
             "the status of job {id} is not a status record ({e}): {text}"
         ))
     })?;
     let state = JobState::from_code(record.status).ok_or_else(|| {
-        Error::NotFound(format!(
+        Error::Corrupt(format!(
             "job {id} has an unknown status code {}",
             record.status
         ))

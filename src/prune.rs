@@ -1,7 +1,7 @@
 //! Finding workers that died without unregistering, and accounting for the
 //! jobs they held.
 //!
-//! Ruby's rules, with two fixes (protocol 9.1 W2, W3): pruning runs
+//! Ruby's rules, with two fixes (docs/redis-contract.md, contract 8): pruning runs
 //! periodically, not only at startup, and on this host a live pid only
 //! counts as a worker when its command line is a Resque worker's (pid reuse).
 

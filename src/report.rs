@@ -243,3 +243,68 @@ pub fn job_location(place: &crate::ops::JobLocation) -> String {
     };
     format!("{} (it has no status record)\n", printable(&what))
 }
+
+/// What `status` knows of a job.
+pub fn job_status(found: &crate::ops::JobWhereabouts) -> String {
+    match found {
+        crate::ops::JobWhereabouts::Tracked(status) => {
+            format!("{}\n", crate::producer::describe(status))
+        }
+        crate::ops::JobWhereabouts::Located(place) => job_location(place),
+    }
+}
+
+/// Job ids, one a line.
+pub fn ids(ids: &[String]) -> String {
+    ids.iter().map(|id| format!("{id}\n")).collect()
+}
+
+/// `queue clear`.
+pub fn queue_cleared(queue: &str, jobs: i64) -> String {
+    format!("cleared queue {}: {jobs} jobs deleted\n", printable(queue))
+}
+
+/// `queue remove`.
+pub fn queue_removed(queue: &str, jobs: i64) -> String {
+    format!("removed queue {}: {jobs} jobs deleted\n", printable(queue))
+}
+
+/// `failed show`: the record, pretty, control characters escaped.
+pub fn failure_shown(shown: &crate::ops::FailureShown) -> String {
+    let text = shown.record.get();
+    let pretty = serde_json::from_str::<serde_json::Value>(text)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| text.to_string());
+    let lines: Vec<_> = pretty.lines().map(printable).collect();
+    format!(
+        "failure {} (index {})\n{}\n",
+        shown.id,
+        shown.index,
+        lines.join("\n")
+    )
+}
+
+/// `failed retry --all`.
+pub fn retried_all(n: usize) -> String {
+    format!("retried {n} failed jobs\n")
+}
+
+/// `failed retry ID`.
+pub fn retried(row: &FailureRow) -> String {
+    format!(
+        "retried failure {}: {} is back on queue {}\n",
+        row.id,
+        printable(row.class.as_deref().unwrap_or("?")),
+        printable(row.queue.as_deref().unwrap_or("?"))
+    )
+}
+
+/// `failed remove ID`.
+pub fn removed(row: &FailureRow) -> String {
+    format!("removed failure {}\n", row.id)
+}
+
+/// `failed clear`.
+pub fn failed_cleared(n: i64) -> String {
+    format!("cleared the failed list: {n} records deleted\n")
+}

@@ -7,6 +7,7 @@
 //! supervisor dies (`PR_SET_PDEATHSIG`) and treats it as TERM, so a
 //! `kill -9` of the supervisor never leaves unsupervised workers behind.
 
+use crate::backoff::Backoff;
 use crate::config::{RedisSettings, WorkerSettings};
 use crate::error::{Error, Result};
 use crate::handlers::Registry;
@@ -22,15 +23,16 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::time::{Duration, Instant};
 
 /// A worker that lived at least this long restarts at once when it dies;
-/// one that died sooner waits, doubling up to `RESTART_MAX`.
+/// one that died sooner waits (`RESTART`: 1 s, doubling up to 30 s).
 const STABLE_AFTER: Duration = Duration::from_secs(10);
-const RESTART_MIN: Duration = Duration::from_millis(500);
-const RESTART_MAX: Duration = Duration::from_secs(30);
+/// 1 s, doubling to 30 s.
+const RESTART: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 struct Slot {
     pid: Option<Pid>,
     started: Instant,
-    backoff: Duration,
+    /// Restart delays for a worker that keeps dying young.
+    backoff: Backoff,
     start_at: Instant,
     /// The worker exited 0 by itself: with INTERVAL=0 it drained the queues.
     finished: bool,
@@ -52,7 +54,7 @@ pub fn run(
         .map(|_| Slot {
             pid: None,
             started: now,
-            backoff: RESTART_MIN,
+            backoff: RESTART,
             start_at: now,
             finished: false,
         })
@@ -156,7 +158,7 @@ fn wait_for_redis(
     redis: &RedisSettings,
 ) -> Result<bool> {
     let give_up = Instant::now() + settings.redis_startup_timeout;
-    let mut retry = Duration::from_millis(100);
+    let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut logged = false;
     loop {
         match Store::connect(&redis.url, Keys::new(&redis.prefix)) {
@@ -179,7 +181,9 @@ fn wait_for_redis(
         }
         signals::wait_readable(
             &[signals.fd()],
-            retry.min(give_up.saturating_duration_since(Instant::now())),
+            retry
+                .delay()
+                .min(give_up.saturating_duration_since(Instant::now())),
         );
         let stop = signals.drain().into_iter().any(|s| {
             matches!(
@@ -190,7 +194,6 @@ fn wait_for_redis(
         if stop {
             return Ok(false);
         }
-        retry = (retry * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -236,15 +239,11 @@ fn reap(slots: &mut [Slot], stopping: bool) -> Vec<Pid> {
             continue;
         }
         let lived = slot.started.elapsed();
-        slot.backoff = if lived >= STABLE_AFTER {
-            RESTART_MIN
-        } else {
-            (slot.backoff * 2).min(RESTART_MAX)
-        };
         let delay = if lived >= STABLE_AFTER {
+            slot.backoff.reset();
             Duration::ZERO
         } else {
-            slot.backoff
+            slot.backoff.delay()
         };
         log::warn!(
             "worker pid {pid} died unexpectedly ({how}) after {:.1}s; restarting in {:.1}s",

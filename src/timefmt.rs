@@ -237,10 +237,10 @@ pub fn age(seconds: i64) -> String {
 mod tests {
     use super::*;
 
-    const EXAMPLE: i64 = 1_705_314_600; // 2024-01-15 10:30:00 UTC, the protocol doc's example
+    const EXAMPLE: i64 = 1_705_314_600; // 2024-01-15 10:30:00 UTC, the contract's example time
 
     #[test]
-    fn protocol_formats() {
+    fn contract_formats() {
         assert_eq!(iso8601_z(EXAMPLE), "2024-01-15T10:30:00Z");
         assert_eq!(iso8601_offset(EXAMPLE), "2024-01-15T10:30:00+00:00");
         assert_eq!(ruby_time(EXAMPLE), "2024-01-15 10:30:00 +0000");

@@ -7,7 +7,8 @@
 //! outcome is kept until it is recorded (and the record step is idempotent,
 //! so a retry never counts twice); no new job is reserved meanwhile.
 
-use crate::child::{self, JobProcess};
+use crate::backoff::Backoff;
+use crate::child::{self, Ended, JobProcess};
 use crate::config::{RedisSettings, WorkerSettings};
 use crate::doorbell::{self, Doorbells};
 use crate::error::{Error, Result};
@@ -36,8 +37,8 @@ const HOUSEKEEPING_RETRY: Duration = Duration::from_secs(5);
 const ID_WATCH_STEP: Duration = Duration::from_millis(250);
 /// How long after a held pruning lock expires a worker looks again.
 const PRUNE_LOCK_MARGIN: Duration = Duration::from_millis(500);
-const REDIS_RETRY_MIN: Duration = Duration::from_millis(100);
-const REDIS_RETRY_MAX: Duration = Duration::from_secs(2);
+/// How a worker waits for Redis to answer again: 0.1 s doubling to 2 s.
+const REDIS_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 /// After TERM, how long a worker keeps trying to record a finished job while
 /// Redis is away. Past it, the job stays in `worker:ID` and the next pruning
 /// records it as `Resque::DirtyExit`: accounted for, never lost.
@@ -65,11 +66,8 @@ struct QueueCache {
 
 /// How one run of a job ended.
 struct Ran {
-    /// `None` when the job completed.
-    failure: Option<Failure>,
-    /// The job process reported the failure itself (and so has run the
-    /// `on_failure` hooks already).
-    reported_by_job: bool,
+    /// How it ended.
+    ended: Ended,
     /// The job process's pid, when one started.
     pid: Option<i32>,
     /// The in-flight record with the job's process group, as it was sent to
@@ -215,7 +213,7 @@ impl<'r> Worker<'r> {
     fn startup(&mut self) -> Result<bool> {
         proctitle::set("Starting");
         let give_up = Instant::now() + self.settings.redis_startup_timeout;
-        let mut retry = REDIS_RETRY_MIN;
+        let mut retry = REDIS_RETRY;
         while let Err(e) = self.store.ping() {
             if !e.is_connection() || Instant::now() >= give_up {
                 return Err(e);
@@ -227,11 +225,14 @@ impl<'r> Worker<'r> {
                 );
                 self.outage.since = Some(Instant::now());
             }
-            self.pause(retry.min(give_up.saturating_duration_since(Instant::now())));
+            self.pause(
+                retry
+                    .delay()
+                    .min(give_up.saturating_duration_since(Instant::now())),
+            );
             if self.stop.is_some() {
                 return Ok(false);
             }
-            retry = (retry * 2).min(REDIS_RETRY_MAX);
         }
         self.outage.ok();
         if !self.claim_id()? {
@@ -324,7 +325,7 @@ impl<'r> Worker<'r> {
     }
 
     fn work_loop(&mut self) {
-        let mut retry = REDIS_RETRY_MIN;
+        let mut retry = REDIS_RETRY;
         loop {
             self.handle_signals(None);
             if self.stop.is_some() {
@@ -339,11 +340,11 @@ impl<'r> Worker<'r> {
             match turn {
                 Ok(Turn::Worked) => {
                     self.outage.ok();
-                    retry = REDIS_RETRY_MIN;
+                    retry.reset();
                 }
                 Ok(Turn::Idle) => {
                     self.outage.ok();
-                    retry = REDIS_RETRY_MIN;
+                    retry.reset();
                     if self.settings.interval.is_zero() {
                         log::info!("queues are empty and INTERVAL is 0: exiting");
                         return;
@@ -357,8 +358,7 @@ impl<'r> Worker<'r> {
                 }
                 Err(e) => {
                     self.outage.failed(&e);
-                    self.idle(retry);
-                    retry = (retry * 2).min(REDIS_RETRY_MAX);
+                    self.idle(retry.delay());
                 }
             }
         }
@@ -503,7 +503,7 @@ impl<'r> Worker<'r> {
                     .zip(ran.pid)
                     .map(|(id, pid)| (keys.job_pid(id), pid));
                 started_record = ran.started_record;
-                (ran.failure, status, pid, label)
+                (ran.ended.into_failure(), status, pid, label)
             }
             Err(bad) => {
                 let status = std::str::from_utf8(&payload)
@@ -543,7 +543,7 @@ impl<'r> Worker<'r> {
     /// Runs a job; the failure, if any, has been through `on_failure`.
     fn run_job(&mut self, job: &Job, in_flight: &[u8]) -> Ran {
         let ran = self.start_and_watch(job, in_flight);
-        if let (Some(failure), false) = (&ran.failure, ran.reported_by_job) {
+        if let Ended::Failed(failure) = &ran.ended {
             self.registry.hooks().on_failure_in_worker(job, failure);
         }
         ran
@@ -563,8 +563,7 @@ impl<'r> Worker<'r> {
             Ok(p) => p,
             Err(failure) => {
                 return Ran {
-                    failure: Some(failure),
-                    reported_by_job: false,
+                    ended: Ended::Failed(failure),
                     pid: None,
                     started_record: None,
                 }
@@ -589,7 +588,7 @@ impl<'r> Worker<'r> {
             self.settings.kill,
         );
         let status = self.watch(&mut process, &mut clock);
-        let (failure, reported_by_job) = process.outcome(status);
+        let ended = process.outcome(status);
         if clock.timed_out() {
             let limit = self.settings.limits.timeout.unwrap_or_default();
             let failure = Failure::new(
@@ -597,31 +596,34 @@ impl<'r> Worker<'r> {
                 format!(
                     "job ran longer than JOB_TIMEOUT ({}s) and was stopped ({})",
                     limit.as_secs_f64(),
-                    failure
+                    ended
+                        .into_failure()
                         .map(|f| f.error)
                         .unwrap_or_else(|| "it then exited 0".into())
                 ),
             );
             return Ran {
-                failure: Some(failure),
-                reported_by_job: false,
+                ended: Ended::Failed(failure),
                 pid: Some(pid),
                 started_record,
             };
         }
-        let failure = match (failure, memory) {
-            (Some(mut f), Some(bytes)) => {
+        let limit_note = |mut f: Failure| {
+            if let Some(bytes) = memory {
                 f.error.push_str(&format!(
                     " (JOB_MEMORY_LIMIT of {} MB was in force)",
                     bytes >> 20
                 ));
-                Some(f)
             }
-            (failure, _) => failure,
+            f
+        };
+        let ended = match ended {
+            Ended::Completed => Ended::Completed,
+            Ended::FailedInJob(f) => Ended::FailedInJob(limit_note(f)),
+            Ended::Failed(f) => Ended::Failed(limit_note(f)),
         };
         Ran {
-            failure,
-            reported_by_job,
+            ended,
             pid: Some(pid),
             started_record,
         }
@@ -877,7 +879,7 @@ impl<'r> Worker<'r> {
     /// Records an outcome, retrying while Redis is away: a finished job is
     /// never forgotten while the worker lives, and never counted twice.
     fn record(&mut self, outcome: &Outcome<'_>) {
-        let mut delay = REDIS_RETRY_MIN;
+        let mut retry = REDIS_RETRY;
         let mut give_up: Option<Instant> = None;
         loop {
             match self.store.record(outcome) {
@@ -905,8 +907,7 @@ impl<'r> Worker<'r> {
                             return;
                         }
                     }
-                    signals::wait_readable(&[self.signals.fd()], delay);
-                    delay = (delay * 2).min(REDIS_RETRY_MAX);
+                    signals::wait_readable(&[self.signals.fd()], retry.delay());
                 }
             }
         }

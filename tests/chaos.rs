@@ -203,11 +203,7 @@ fn chaos(seconds: u64, total: usize, seed: u64) {
         let mut last = worker(&redis, &jobs, "*", "0");
         last.env("HEARTBEAT_INTERVAL", "1");
         let last = run(last);
-        assert!(
-            last.status.success(),
-            "{}",
-            String::from_utf8_lossy(&last.stderr)
-        );
+        assert_ok(&last);
         if redis.members("resque:workers").is_empty() || Instant::now() > settled {
             break;
         }

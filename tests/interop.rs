@@ -7,37 +7,9 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Command;
-
-fn interop_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    assert!(
-        dir.join("node_modules/node-resque").exists(),
-        "node-resque is not installed: run `make test` (or scripts/ensure-test-tools.sh)"
-    );
-    dir
-}
-
-fn node(redis: &RedisServer, args: &[&str]) -> String {
-    let out = run({
-        let mut c = Command::new("node");
-        c.current_dir(interop_dir())
-            .arg("client.js")
-            .arg(redis.socket())
-            .args(args);
-        c
-    });
-    assert!(
-        out.status.success(),
-        "node client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn inspect(redis: &RedisServer) -> Value {
-    serde_json::from_str(&node(redis, &["inspect"])).unwrap()
+    serde_json::from_str(&node_client(redis, &["inspect"])).unwrap()
 }
 
 #[test]
@@ -58,9 +30,9 @@ fn node_resque_jobs_run_here_and_node_resque_reads_our_state() {
         ),
     );
     let args = json!([1, "two", {"three": 3}, [4.5], null]);
-    node(&redis, &["enqueue", "nodeq", "Record", &args.to_string()]);
-    node(&redis, &["enqueue", "nodeq", "Fails", r#"["x"]"#]);
-    node(&redis, &["enqueue", "nodeq", "Slow", "[]"]);
+    node_client(&redis, &["enqueue", "nodeq", "Record", &args.to_string()]);
+    node_client(&redis, &["enqueue", "nodeq", "Fails", r#"["x"]"#]);
+    node_client(&redis, &["enqueue", "nodeq", "Slow", "[]"]);
 
     let mut child = worker(&redis, &jobs, "nodeq", "0.05").spawn().unwrap();
     let name = format!("{}:{}", hostname(), child.id());

@@ -8,7 +8,6 @@ use resque_fork::producer::Producer;
 use resque_fork::{Job, JobResult, TypedJob};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::Command;
 
 fn example(redis: &RedisServer, jobs: &JobsDir) -> Command {
@@ -135,18 +134,9 @@ fn typed_args_round_trip_between_rust_node_and_the_worker() {
     let queued: serde_json::Value = serde_json::from_str(&redis.list("resque:queue:q")[0]).unwrap();
     assert_eq!(queued["args"], json!(["rust@x", "welcome", "de"]));
     // node-resque enqueues the same class, positionally, without the optional tail.
-    let node = run({
-        let mut c = Command::new("node");
-        c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop"))
-            .arg("client.js")
-            .arg(redis.socket())
-            .args(["enqueue", "q", "SendEmail", r#"["node@x","reset"]"#]);
-        c
-    });
-    assert!(
-        node.status.success(),
-        "{}",
-        String::from_utf8_lossy(&node.stderr)
+    node_client(
+        &redis,
+        &["enqueue", "q", "SendEmail", r#"["node@x","reset"]"#],
     );
     // php's layout for ResizeImage, and two payloads that do not fit.
     redis.push(
@@ -269,11 +259,7 @@ fn rust_jobs_run_forked_and_their_errors_become_failure_records() {
     let mut cmd = example(&redis, &jobs);
     cmd.env("OUTBOX", &outbox);
     let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 
     let mail = |to: &str| std::fs::read_to_string(outbox.join(to)).unwrap();
     assert_eq!(mail("one@x"), "to=one@x template=welcome lang=en");

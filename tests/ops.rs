@@ -6,43 +6,7 @@ mod common;
 use common::*;
 use redis::Commands;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
-
-fn node(redis: &RedisServer, args: &[&str]) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    assert!(
-        dir.join("node_modules/node-resque").exists(),
-        "node-resque is not installed: run `make test`"
-    );
-    let out = run({
-        let mut c = Command::new("node");
-        c.current_dir(dir)
-            .arg("client.js")
-            .arg(redis.socket())
-            .args(args);
-        c
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `resque-fork ARGS`; returns (exit code, stdout, stderr).
-fn cli(redis: &RedisServer, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = run({
-        let mut c = command(redis);
-        c.args(args);
-        c
-    });
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn json(redis: &RedisServer, args: &[&str]) -> Value {
     let mut all = args.to_vec();
@@ -72,11 +36,11 @@ fn mixed_state(redis: &RedisServer, jobs: &JobsDir) {
     enqueue(redis, &["mail", "Fails", "1"]);
     enqueue(redis, &["mail", "Ok"]);
     drain(redis, jobs, "mail");
-    node(redis, &["enqueue", "nodeq", "NodeFail", "[7]"]);
-    node(redis, &["fail-one", "nodeq"]);
-    node(redis, &["enqueue", "waiting", "Later", r#"[{"a":1}]"#]);
-    node(redis, &["enqueue", "waiting", "Later", "[2]"]);
-    node(redis, &["register", "nodeq"]);
+    node_client(redis, &["enqueue", "nodeq", "NodeFail", "[7]"]);
+    node_client(redis, &["fail-one", "nodeq"]);
+    node_client(redis, &["enqueue", "waiting", "Later", r#"[{"a":1}]"#]);
+    node_client(redis, &["enqueue", "waiting", "Later", "[2]"]);
+    node_client(redis, &["register", "nodeq"]);
 }
 
 #[test]
@@ -442,11 +406,7 @@ fn bulk_enqueue_tracks_only_when_asked() {
             .write_all(b"[1]\n[2]\n")
             .unwrap();
         let out = wait_output(child);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -582,4 +542,23 @@ fn text_from_jobs_cannot_rewrite_the_terminal() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("\\u{1b}[2J"), "{log}");
     assert!(!log.contains('\u{1b}'), "{log:?}");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions_as_help() {
+    let redis = RedisServer::start();
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = cli(&redis, &["completions", shell]);
+        assert_eq!(code, Some(0), "{shell}: {err}");
+        for word in ["enqueue", "failed", "--queue"] {
+            assert!(out.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let (code, man, err) = cli(&redis, &["man"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(man.contains(".TH resque-fork 1"), "{man}");
+    assert!(
+        man.contains(r"\-\-job\-env\-keep\-redis"),
+        "the man page names every option"
+    );
 }

@@ -43,7 +43,7 @@ fn count_runs_distinct_registered_workers_with_resque_titles() {
         assert!(id.starts_with(&format!("{}:", hostname())), "{id}");
         assert!(id.ends_with(":q"), "{id}");
     }
-    // What Ruby's and php's pruning grep for (protocol 9 item 7).
+    // What Ruby's and php's pruning grep for (contract 10, Process titles).
     for pid in &pids {
         wait_until("the worker shows its waiting title", || {
             command_line(*pid) == "resque-0.1.0 (resque-fork): Waiting for q"
@@ -347,11 +347,7 @@ fn a_live_pidfile_blocks_a_second_start_and_a_stale_one_does_not() {
     let mut third = worker(&redis, &jobs, "q", "0");
     third.env("PIDFILE", &pidfile);
     let out = run(third);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The records a worker writes, byte for byte against RESQUE_PROTOCOL.md:
+//! The records a worker writes, byte for byte against docs/redis-contract.md:
 //! registration, heartbeat, the in-flight record, php status and pid keys,
 //! and what pruning and shutdown leave behind.
 
@@ -44,7 +44,7 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
         jobs.job_pids("Slow").first().copied().is_some()
     });
 
-    // Registration (protocol 9 items 4-6).
+    // Registration (contract 3).
     assert_eq!(redis.members("resque:workers"), vec![worker_id.clone()]);
     let started = redis
         .get(&format!("resque:worker:{worker_id}:started"))
@@ -56,7 +56,7 @@ fn registration_heartbeat_in_flight_record_and_status_while_a_job_runs() {
         .unwrap();
     assert!(is_iso_offset(&beat), "{beat}");
 
-    // The in-flight record, built around the payload bytes (item 8), with
+    // The in-flight record, built around the payload bytes (contract 4), with
     // the job's process group once its process runs.
     let job_pid = jobs.job_pids("Slow").first().copied().unwrap();
     let key = format!("resque:worker:{worker_id}");
@@ -463,11 +463,7 @@ fn variables_set_to_the_empty_string_count_as_unset() {
         .env("PIDFILE", "")
         .env("VERBOSE", "");
     let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(out.stderr.is_empty(), "not verbose");
     assert_eq!(redis.int("resque:stat:processed"), 1);
     let mut cmd = worker(&redis, &jobs, "q", "");
@@ -519,11 +515,7 @@ fn bulk_enqueue_writes_exactly_the_payloads_given_in_order() {
             .unwrap();
         wait_output(child)
     };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let ids: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

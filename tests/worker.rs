@@ -493,11 +493,7 @@ fn rediss_urls_work_for_enqueue_and_workers() {
     let mut cmd = worker(&redis, &jobs, "q", "0");
     cmd.env("REDIS_URL", redis.tls_url());
     let result = run(cmd);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_ok(&result);
     assert!(out.exists());
     assert_eq!(redis.int("resque:stat:processed"), 1);
 }

@@ -530,10 +530,60 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
-/// How many lines the file at `path` has now (0 when it does not exist).
+/// How many complete lines (ended by a newline) the file at `path` has now
+/// (0 when it does not exist): a line still being written does not count.
 pub fn line_count(path: &Path) -> usize {
-    std::fs::read_to_string(path)
+    std::fs::read(path)
         .unwrap_or_default()
-        .lines()
+        .iter()
+        .filter(|&&b| b == b'\n')
         .count()
+}
+
+/// Asserts that a finished command succeeded, showing its stderr if not.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `resque-fork ARGS` against `redis`; returns (exit code, stdout, stderr).
+pub fn cli(redis: &RedisServer, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = run({
+        let mut c = command(redis);
+        c.args(args);
+        c
+    });
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The directory of the node-resque client, installed by `make test`.
+pub fn interop_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    assert!(
+        dir.join("node_modules/node-resque").exists(),
+        "node-resque is not installed: run `make test` (or scripts/ensure-test-tools.sh)"
+    );
+    dir
+}
+
+/// Runs the node-resque client (tests/interop/client.js) with `args`
+/// against `redis`; returns what it printed.
+pub fn node_client(redis: &RedisServer, args: &[&str]) -> String {
+    let out = run({
+        let mut c = Command::new("node");
+        c.current_dir(interop_dir())
+            .arg("client.js")
+            .arg(redis.socket())
+            .args(args);
+        c
+    });
+    assert_ok(&out);
+    String::from_utf8(out.stdout).expect("node prints UTF-8")
 }
