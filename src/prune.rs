@@ -307,7 +307,7 @@ pub fn stop_job_processes(store: &mut Store, worker_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// What [`Store::unregister`] did with the worker's job.
+/// What [`unregister`] did with the worker's job.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum Unregistered {

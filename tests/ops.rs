@@ -472,7 +472,7 @@ fn failure_text(class: &str, error: &str, n: u64) -> String {
 
 #[test]
 fn failure_ids_refuse_ambiguity_and_a_second_retry_needs_again() {
-    use resque_fork::ops::record_id;
+    use resque_fork::payload::record_id;
     let redis = RedisServer::start();
     // Two records whose ids share their first 6 hex digits.
     let mut seen = std::collections::HashMap::new();
@@ -518,7 +518,7 @@ fn text_from_jobs_cannot_rewrite_the_terminal() {
     let nasty = "\u{1b}[2J\u{1b}]0;pwned\u{7}\r";
     let text = failure_text(nasty, nasty, 1);
     let _: () = redis.conn().rpush("resque:failed", &text).unwrap();
-    let id = resque_fork::ops::record_id(&text);
+    let id = resque_fork::payload::record_id(&text);
     for args in [
         &["failed", "list"][..],
         &["failed", "show", &id][..],

@@ -1,15 +1,13 @@
-//! The command line: flags with Resque's environment variables as fallbacks,
-//! and the subcommands. [`run`] is the whole program; a user's own binary
-//! calls it with its own [`Registry`].
+//! The command line's definitions: every flag with its Resque environment
+//! variable, the subcommands, and their conversion into validated settings.
 
 use crate::config::{self, RedisSettings, WorkerSettings};
 use crate::error::{Error, Result};
-use crate::handlers::Registry;
 use crate::keys::DEFAULT_PREFIX;
+use crate::ops;
 use crate::queues::QueueSpec;
 use crate::store::Store;
-use crate::worker::Worker;
-use crate::{ops, proctitle, producer, report, signals, supervisor, Keys};
+use crate::Keys;
 use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -29,20 +27,20 @@ USR2 pauses; CONT resumes.";
 #[command(name = "resque-fork", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
-    redis: RedisArgs,
+    pub(super) redis: RedisArgs,
     #[command(flatten)]
-    log: LogArgs,
+    pub(super) log: LogArgs,
     #[command(flatten)]
-    work: WorkArgs,
+    pub(super) work: WorkArgs,
     /// Print read commands' output as one JSON document
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
     #[command(subcommand)]
-    command: Option<Command>,
+    pub(super) command: Option<Command>,
 }
 
 #[derive(Debug, Args)]
-struct RedisArgs {
+pub(super) struct RedisArgs {
     /// Redis to use: redis://[user:pass@]host:port/db, rediss://…, or unix:///path/to/socket
     // (Values hidden from --help: they may hold a password.)
     #[arg(
@@ -71,7 +69,7 @@ struct RedisArgs {
 }
 
 #[derive(Debug, Args)]
-struct LogArgs {
+pub(super) struct LogArgs {
     /// Log each job and lifecycle step (INFO level)
     #[arg(short, long, env = "VERBOSE", global = true, action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
@@ -87,7 +85,7 @@ struct LogArgs {
 }
 
 #[derive(Debug, Args)]
-struct WorkArgs {
+pub(super) struct WorkArgs {
     /// Queues in priority order, comma-separated; '*' = all, globs and '!skip' allowed
     #[arg(short, long, env = "QUEUE", value_name = "LIST")]
     queue: Option<String>,
@@ -111,7 +109,7 @@ struct WorkArgs {
     /// Worker processes to run; more than 1 makes the foreground process their supervisor
     #[arg(short, long, env = "COUNT", default_value = "1", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
-    count: u16,
+    pub(super) count: u16,
     /// On TERM/INT/USR1, send the job SIGTERM first and SIGKILL only after RESQUE_TERM_TIMEOUT
     #[arg(long, env = "TERM_CHILD", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
@@ -161,7 +159,7 @@ struct WorkArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(super) enum Command {
     /// Put a job on a queue; prints its id
     Enqueue {
         /// The queue name
@@ -213,7 +211,7 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum QueueCommand {
+pub(super) enum QueueCommand {
     /// The jobs at the head of a queue
     Show {
         name: String,
@@ -238,7 +236,7 @@ enum QueueCommand {
 }
 
 #[derive(Debug, Args)]
-struct FailureFilterArgs {
+pub(super) struct FailureFilterArgs {
     /// Only failures from this queue
     #[arg(long)]
     queue: Option<String>,
@@ -248,7 +246,7 @@ struct FailureFilterArgs {
 }
 
 impl FailureFilterArgs {
-    fn filter(&self) -> ops::FailureFilter {
+    pub(super) fn filter(&self) -> ops::FailureFilter {
         ops::FailureFilter {
             queue: self.queue.clone(),
             class: self.class.clone(),
@@ -257,7 +255,7 @@ impl FailureFilterArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum FailedCommand {
+pub(super) enum FailedCommand {
     /// The most recent failures, newest first
     List {
         /// How many (0 = all)
@@ -299,7 +297,7 @@ enum FailedCommand {
 }
 
 impl LogArgs {
-    fn init(&self) {
+    pub(super) fn init(&self) {
         let default = if self.vverbose {
             "debug"
         } else if self.verbose || self.logging {
@@ -324,7 +322,7 @@ impl LogArgs {
 }
 
 impl RedisArgs {
-    fn settings(&self) -> Result<RedisSettings> {
+    pub(super) fn settings(&self) -> Result<RedisSettings> {
         Ok(RedisSettings {
             url: config::redis_url(
                 non_empty(&self.redis_url),
@@ -335,7 +333,7 @@ impl RedisArgs {
         })
     }
 
-    fn store(&self) -> Result<Store> {
+    pub(super) fn store(&self) -> Result<Store> {
         let settings = self.settings()?;
         Store::connect(&settings.url, Keys::new(&settings.prefix))
     }
@@ -346,7 +344,7 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 }
 
 impl WorkArgs {
-    fn settings(&self) -> Result<WorkerSettings> {
+    pub(super) fn settings(&self) -> Result<WorkerSettings> {
         let list = non_empty(&self.queues)
             .or(non_empty(&self.queue))
             .ok_or_else(|| {
@@ -383,7 +381,7 @@ impl WorkArgs {
 impl WorkArgs {
     /// How dead workers are judged. PRUNE_AGE must leave a live worker at
     /// least two heartbeats, or workers beating on time would be pruned.
-    fn prune_policy(&self) -> Result<crate::prune::PrunePolicy> {
+    pub(super) fn prune_policy(&self) -> Result<crate::prune::PrunePolicy> {
         if self.prune_age < self.heartbeat_interval * 2 {
             return Err(Error::Config(format!(
                 "PRUNE_AGE ({}s) must be at least twice HEARTBEAT_INTERVAL ({}s)",
@@ -423,7 +421,7 @@ fn parse_positive(text: &str) -> std::result::Result<std::time::Duration, String
 /// Resque's convention: a variable set to the empty string counts as unset.
 /// clap would take it as an empty value, so such variables are dropped
 /// before parsing (the process is still single-threaded here).
-fn forget_empty_env_vars() {
+pub(super) fn forget_empty_env_vars() {
     let cmd = Cli::command();
     let names: Vec<std::ffi::OsString> = cmd
         .get_arguments()
@@ -434,205 +432,5 @@ fn forget_empty_env_vars() {
         if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
             std::env::remove_var(&name);
         }
-    }
-}
-
-/// Runs the program with the jobs in `registry` (classes not in it go to the
-/// exec handler) and returns the process exit code: 0 success, 1 failure to
-/// act (Redis unreachable, unknown job id), 2 bad usage or configuration.
-pub fn run(registry: Registry) -> i32 {
-    forget_empty_env_vars();
-    let cli = Cli::parse();
-    cli.log.init();
-    match dispatch(cli, &registry) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("resque-fork: {e}");
-            match e {
-                Error::Config(_) => 2,
-                _ => 1,
-            }
-        }
-    }
-}
-
-/// One path per command: the parsed command to `ops` (or `producer`), its
-/// result to `report` (or JSON with `--json`).
-fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
-    let Some(command) = &cli.command else {
-        return work(&cli, registry);
-    };
-    let json = cli.json;
-    // Commands that need no Redis.
-    match command {
-        Command::Completions { shell } => {
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "resque-fork", &mut script);
-            return print_text(&String::from_utf8_lossy(&script));
-        }
-        Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut page)
-                .map_err(|e| Error::io("rendering the man page", e))?;
-            return print_text(&String::from_utf8_lossy(&page));
-        }
-        _ => {}
-    }
-    let mut store = cli.redis.store()?;
-    match command {
-        Command::Enqueue {
-            queue,
-            class,
-            stdin: true,
-            track,
-            ..
-        } => {
-            let args = producer::read_arg_lines(std::io::stdin().lock())?;
-            let (ids, enqueued) = producer::enqueue_many(&mut store, queue, class, &args, *track);
-            print_text(&report::ids(&ids))?;
-            enqueued?;
-        }
-        Command::Enqueue {
-            queue,
-            class,
-            args,
-            no_track,
-            ..
-        } => {
-            let args: Vec<_> = args.iter().map(|a| producer::parse_arg(a)).collect();
-            let id = producer::enqueue(&mut store, queue, class, &args, !*no_track)?;
-            print_text(&report::ids(&[id]))?;
-        }
-        Command::Status { job_id } => {
-            let found = ops::job_status(&mut store, job_id)?;
-            show(json, &found, report::job_status);
-        }
-        Command::Info => show(json, &ops::info(&mut store)?, report::info),
-        Command::Queues => show(json, &ops::queues(&mut store)?, |r| report::queues(r)),
-        Command::Queue(QueueCommand::Show { name, limit }) => {
-            let jobs = ops::queue_show(&mut store, name, *limit)?;
-            show(json, &jobs, |j| report::queue_jobs(name, j));
-        }
-        Command::Queue(QueueCommand::Clear { name, yes }) => {
-            if confirm(*yes, &format!("Delete every job in queue {name}?"))? {
-                let n = ops::queue_clear(&mut store, name)?;
-                print_text(&report::queue_cleared(name, n))?;
-            }
-        }
-        Command::Queue(QueueCommand::Remove { name, yes }) => {
-            if confirm(*yes, &format!("Remove queue {name} and its jobs?"))? {
-                let n = ops::queue_remove(&mut store, name)?;
-                print_text(&report::queue_removed(name, n))?;
-            }
-        }
-        Command::Workers => {
-            let policy = cli.work.prune_policy()?;
-            let rows = ops::workers(&mut store, &crate::identity::hostname(), &policy)?;
-            show(json, &rows, |r| report::workers(r));
-        }
-        Command::Failed(FailedCommand::List { limit, filter }) => {
-            let list = ops::failed_listing(&mut store, &filter.filter(), *limit)?;
-            show(json, &list.rows, |_| {
-                report::failures(&list.rows, list.total)
-            });
-        }
-        Command::Failed(FailedCommand::Show { failure }) => {
-            let shown = ops::failed_show(&mut store, failure)?;
-            show(json, &shown, report::failure_shown);
-        }
-        Command::Failed(FailedCommand::Retry {
-            failure,
-            all,
-            filter,
-            again,
-        }) => {
-            if *all {
-                let n = ops::failed_retry_all(&mut store, &filter.filter())?;
-                print_text(&report::retried_all(n))?;
-            } else if let Some(failure) = failure {
-                let row = ops::failed_retry(&mut store, failure, *again)?;
-                print_text(&report::retried(&row))?;
-            }
-        }
-        Command::Failed(FailedCommand::Remove { failure }) => {
-            let row = ops::failed_remove(&mut store, failure)?;
-            print_text(&report::removed(&row))?;
-        }
-        Command::Failed(FailedCommand::Clear { yes }) => {
-            if confirm(*yes, "Delete every failure record?")? {
-                let n = ops::failed_clear(&mut store)?;
-                print_text(&report::failed_cleared(n))?;
-            }
-        }
-        Command::Prune => {
-            let policy = cli.work.prune_policy()?;
-            let hostname = crate::identity::hostname();
-            let who = format!("{hostname}:{}:prune", std::process::id());
-            let pruned = ops::prune_now(&mut store, &who, &hostname, &policy)?;
-            show(json, &pruned, |p| report::pruned(p));
-        }
-        Command::Completions { .. } | Command::Man => {}
-    }
-    Ok(())
-}
-
-/// Writes text as it is (it ends with its own newline). A reader that
-/// stopped reading (`| head`) is no error.
-fn print_text(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::io("writing to standard output", e))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Prints `value` as JSON with `--json`, else the human rendering.
-fn show<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
-    if json {
-        println!("{}", serde_json::to_string(value).unwrap_or_default());
-    } else {
-        print!("{}", human(value));
-    }
-}
-
-/// Asks on the terminal unless `yes`; refuses when nobody can answer.
-fn confirm(yes: bool, question: &str) -> Result<bool> {
-    use std::io::{BufRead, IsTerminal};
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Config(format!(
-            "{question}: refusing without --yes (standard input is not a terminal)"
-        )));
-    }
-    eprint!("{question} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| Error::io("reading the answer", e))?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-fn work(cli: &Cli, registry: &Registry) -> Result<()> {
-    let settings = cli.work.settings()?;
-    let redis = cli.redis.settings()?;
-    let count = usize::from(cli.work.count);
-    // Hold signals until the handlers exist: a script may signal the pid as
-    // soon as it appears in PIDFILE.
-    signals::block(signals::HANDLED);
-    let _pidfile = match &settings.pidfile {
-        Some(path) => Some(crate::pidfile::Pidfile::claim(path)?),
-        None => None,
-    };
-    proctitle::init();
-    if count == 1 {
-        Worker::new(settings, &redis, registry)?.run()
-    } else {
-        supervisor::run(count, &settings, &redis, registry)
     }
 }

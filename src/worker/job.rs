@@ -1,0 +1,142 @@
+//! One job's run from the worker's side: start its process, watch it (its
+//! pipes, signals and its clock), turn its end into an outcome.
+use super::*;
+
+impl Worker<'_> {
+    /// Runs a job; the failure, if any, has been through `on_failure`.
+    pub(super) fn run_job(&mut self, job: &Job, in_flight: &[u8]) -> Ran {
+        let ran = self.start_and_watch(job, in_flight);
+        if let Ended::Failed(failure) = &ran.ended {
+            self.registry.hooks().on_failure_in_worker(job, failure);
+        }
+        ran
+    }
+
+    pub(super) fn start_and_watch(&mut self, job: &Job, in_flight: &[u8]) -> Ran {
+        self.registry.hooks().before_fork(job);
+        let memory = self.settings.limits.memory_bytes;
+        let mut process = match child::start(
+            job,
+            self.registry,
+            &self.exec,
+            &self.me.id,
+            &self.signals,
+            memory,
+        ) {
+            Ok(p) => p,
+            Err(failure) => {
+                return Ran {
+                    ended: Ended::Failed(failure),
+                    pid: None,
+                    started_record: None,
+                }
+            }
+        };
+        let pid = process.pid();
+        log::debug!("{}: running as pid {pid}", job_label(job));
+        proctitle::set(&format!("Forked {pid} at {}", timefmt::now_epoch()));
+        // The job process leads its own process group: pgid = pid.
+        let started_record = crate::payload::with_pgid(in_flight, pid);
+        if let Some(started) = &started_record {
+            if let Err(e) = self
+                .store
+                .job_started(&self.me.id, in_flight, started, job.id(), pid)
+            {
+                log::warn!("{e}");
+            }
+        }
+        let mut clock = JobClock::start(
+            Instant::now(),
+            self.settings.limits.timeout,
+            self.settings.kill,
+        );
+        let status = self.watch(&mut process, &mut clock);
+        let ended = process.outcome(status);
+        if clock.timed_out() {
+            let limit = self.settings.limits.timeout.unwrap_or_default();
+            let failure = Failure::new(
+                exceptions::JOB_TIMEOUT,
+                format!(
+                    "job ran longer than JOB_TIMEOUT ({}s) and was stopped ({})",
+                    limit.as_secs_f64(),
+                    ended
+                        .into_failure()
+                        .map(|f| f.error)
+                        .unwrap_or_else(|| "it then exited 0".into())
+                ),
+            );
+            return Ran {
+                ended: Ended::Failed(failure),
+                pid: Some(pid),
+                started_record,
+            };
+        }
+        let limit_note = |mut f: Failure| {
+            if let Some(bytes) = memory {
+                f.error.push_str(&format!(
+                    " (JOB_MEMORY_LIMIT of {} MB was in force)",
+                    bytes >> 20
+                ));
+            }
+            f
+        };
+        let ended = match ended {
+            Ended::Completed => Ended::Completed,
+            Ended::FailedInJob(f) => Ended::FailedInJob(limit_note(f)),
+            Ended::Failed(f) => Ended::Failed(limit_note(f)),
+        };
+        Ran {
+            ended,
+            pid: Some(pid),
+            started_record,
+        }
+    }
+
+    /// Waits for the job process, serving signals, its clock and heartbeats.
+    pub(super) fn watch(&mut self, process: &mut JobProcess, clock: &mut JobClock) -> WaitStatus {
+        loop {
+            if let Some(status) = process.try_reap() {
+                return status;
+            }
+            let mut fds = vec![self.signals.fd()];
+            fds.extend(process.fds());
+            signals::wait_readable(&fds, self.until_deadline(clock.next()));
+            process.read_pipes();
+            self.handle_signals(Some((process, &mut *clock)));
+            let due = clock.due(Instant::now());
+            self.act_on_job(process, &due);
+            self.housekeeping();
+        }
+    }
+
+    /// Does what the job's clock says is due.
+    pub(super) fn act_on_job(&self, process: &JobProcess, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::TimedOut => log::warn!(
+                    "job process {} exceeded JOB_TIMEOUT: sending TERM, then KILL after {}s",
+                    process.pid(),
+                    self.settings.kill.term_timeout.as_secs_f64()
+                ),
+                Action::Term => {
+                    log::info!("sending TERM to job process {}", process.pid());
+                    process.signal(Signal::SIGTERM);
+                }
+                Action::Kill => {
+                    log::info!("sending KILL to job process {}", process.pid());
+                    process.signal(Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    /// Stops the running job, if any: SIGKILL at once, or with TERM_CHILD,
+    /// SIGTERM after the pre-shutdown timeout and SIGKILL after the term
+    /// timeout (see [`JobClock::stop`]).
+    pub(super) fn stop_job(&self, job: &mut Option<(&JobProcess, &mut JobClock)>) {
+        if let Some((process, clock)) = job {
+            let due = clock.stop(Instant::now());
+            self.act_on_job(process, &due);
+        }
+    }
+}
