@@ -322,9 +322,10 @@ impl<'r> Worker<'r> {
                 let label = job_label(&job);
                 log::info!(target: "resque_fork::job", "{label}: started");
                 proctitle::set(&format!(
-                    "Processing {queue} since {} [{}]",
+                    "Processing {} since {} [{}]",
+                    printable(queue),
                     timefmt::now_epoch(),
-                    job.class()
+                    printable(job.class())
                 ));
                 let ran = self.run_job(&job, in_flight);
                 let keys = self.store.keys();
