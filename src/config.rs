@@ -172,6 +172,9 @@ pub struct WorkerSettings {
     pub blocking: bool,
     /// Pass the Redis connection variables on to jobs (`JOB_ENV_KEEP_REDIS`).
     pub job_env_keep_redis: bool,
+    /// How often this pool promotes due delayed jobs; `None` = it does not
+    /// (`SCHEDULER=0`).
+    pub scheduler: Option<Duration>,
 }
 
 /// Limits on each job process.

@@ -110,6 +110,29 @@ impl Keys {
         self.key(&format!("job:{id}:pid"))
     }
 
+    /// resque-scheduler's sorted set of the timestamps (integer seconds,
+    /// member = score) that have delayed jobs.
+    pub fn delayed_schedule(&self) -> String {
+        self.key("delayed_queue_schedule")
+    }
+
+    /// The list of delayed items due at `ts`.
+    pub fn delayed(&self, ts: i64) -> String {
+        self.key(&format!("delayed:{ts}"))
+    }
+
+    /// The set of `delayed:<ts>` names (without prefix) that hold `item`.
+    pub fn delayed_timestamps(&self, item: &str) -> String {
+        self.key(&format!("timestamps:{item}"))
+    }
+
+    /// Ruby resque-scheduler's master lock, present while a Ruby scheduler
+    /// runs: its name is built with the namespace already in it, so the
+    /// prefix appears twice.
+    pub fn ruby_scheduler_lock(&self) -> String {
+        self.key(&format!("{}resque_scheduler_master_lock", self.prefix))
+    }
+
     /// Set to `true` by an operator to pause every worker.
     pub fn pause_all(&self) -> String {
         self.key("pause-all-workers")
@@ -156,5 +179,15 @@ mod tests {
         );
         assert_eq!(k.job_pid("9f1c"), "resque:job:9f1c:pid");
         assert_eq!(k.pause_all(), "resque:pause-all-workers");
+        assert_eq!(k.delayed_schedule(), "resque:delayed_queue_schedule");
+        assert_eq!(k.delayed(1705314600), "resque:delayed:1705314600");
+        assert_eq!(
+            k.delayed_timestamps(r#"{"class":"A","args":[],"queue":"q"}"#),
+            r#"resque:timestamps:{"class":"A","args":[],"queue":"q"}"#
+        );
+        assert_eq!(
+            k.ruby_scheduler_lock(),
+            "resque:resque:resque_scheduler_master_lock"
+        );
     }
 }

@@ -51,6 +51,11 @@
 //! with BLOCKING on [`doorbell`] connections that ring when a queue gets a
 //! job without taking it, so the reserve stays the only consumer.
 //!
+//! Every pool (the supervisor, or a lone worker) also promotes delayed jobs
+//! ([`promoter`]): due items on resque-scheduler's keys move onto their
+//! queues in one atomic script per batch ([`store::delayed`]), so any number
+//! of pools do it side by side, each item exactly once.
+//!
 //! At startup, and every PRUNE_INTERVAL after, a worker finds dead workers
 //! (stale heartbeat on any host; on its own, a gone or reused pid, looked up
 //! in [`procfs`], once the heartbeat is old too) and accounts for their jobs
@@ -143,6 +148,8 @@ pub mod pidfile;
 pub mod procfs;
 #[doc(hidden)]
 pub mod proctitle;
+#[doc(hidden)]
+pub mod promoter;
 #[doc(hidden)]
 pub mod prune;
 #[doc(hidden)]

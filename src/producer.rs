@@ -127,6 +127,36 @@ pub fn parse_arg(arg: &str) -> serde_json::Value {
     serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.to_string()))
 }
 
+/// Schedules a job to be enqueued at `at` (epoch seconds), as Ruby's
+/// `Resque.enqueue_at_with_queue` does; any pool (or a Ruby or node
+/// scheduler) moves it onto its queue once due. Returns the item written.
+pub fn enqueue_at(
+    store: &mut Store,
+    queue: &str,
+    class: &str,
+    args: &[Value],
+    at: i64,
+) -> Result<String> {
+    check_names(queue, class)?;
+    let item = crate::payload::delayed_item(queue, class, &Value::Array(args.to_vec()).to_string());
+    store.schedule_delayed(at, &item)?;
+    Ok(item)
+}
+
+/// Schedules a job `delay` from now, by Redis's clock (which promotion
+/// reads too, so hosts with skewed clocks agree). Returns the due time.
+pub fn enqueue_in(
+    store: &mut Store,
+    queue: &str,
+    class: &str,
+    args: &[Value],
+    delay: std::time::Duration,
+) -> Result<i64> {
+    let at = store.server_time()? + delay.as_secs().min(i64::MAX as u64 / 2) as i64;
+    enqueue_at(store, queue, class, args, at)?;
+    Ok(at)
+}
+
 /// The payload text resque-fork enqueues: `class`, `args`, `id` and
 /// `queue_time`, in php-resque's order.
 ///

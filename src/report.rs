@@ -308,3 +308,13 @@ pub fn removed(row: &FailureRow) -> String {
 pub fn failed_cleared(n: i64) -> String {
     format!("cleared the failed list: {n} records deleted\n")
 }
+
+/// `enqueue --in/--at`.
+pub fn scheduled(queue: &str, class: &str, at: i64) -> String {
+    format!(
+        "scheduled {} on {} for {} ({at})\n",
+        printable(class),
+        printable(queue),
+        timefmt::iso8601_z(at)
+    )
+}

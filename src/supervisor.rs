@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::handlers::Registry;
 use crate::keys::Keys;
 use crate::proctitle;
+use crate::promoter::Promoter;
 use crate::prune::Unregistered;
 use crate::signals::{self, SignalPipe, HANDLED};
 use crate::store::Store;
@@ -63,13 +64,26 @@ pub fn run(
     if !wait_for_redis(&signals, settings, redis)? {
         return Ok(());
     }
-    // Connects when first used: to account for a killed worker.
+    // Connects when first used: to account for a killed worker, and to
+    // promote due delayed jobs (the pool's duty; its workers leave it to us).
     let mut store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
+    let mut promoter = settings.scheduler.map(|every| {
+        Promoter::new(
+            every,
+            format!("{}:{me}:supervisor", crate::identity::hostname()),
+        )
+    });
+    let settings = &WorkerSettings {
+        scheduler: None,
+        ..settings.clone()
+    };
     log::info!("supervisor {me} starting {count} workers");
     loop {
         if stopping.is_none() {
             for slot in slots.iter_mut().filter(|s| s.pid.is_none() && !s.finished) {
                 if Instant::now() >= slot.start_at {
+                    // A worker must not share the supervisor's connection.
+                    store.disconnect();
                     let pid = start_worker(me, &signals, settings, redis, registry)?;
                     log::info!("started worker pid {pid}");
                     slot.pid = Some(pid);
@@ -104,6 +118,12 @@ pub fn run(
             .map(|s| s.start_at.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(Duration::from_secs(60));
+        let wait = match &promoter {
+            Some(p) if stopping.is_none() => {
+                wait.min(p.next().saturating_duration_since(Instant::now()))
+            }
+            _ => wait,
+        };
         signals::wait_readable(&[signals.fd()], wait);
         for sig in signals.drain() {
             match sig {
@@ -122,9 +142,8 @@ pub fn run(
         for pid in &killed {
             account_for(&mut store, *pid, settings);
         }
-        if !killed.is_empty() {
-            // Workers forked later must not share this connection's socket.
-            store.disconnect();
+        if let (Some(p), None) = (promoter.as_mut(), stopping) {
+            p.tick(&mut store);
         }
     }
 }

@@ -152,6 +152,14 @@ pub(super) struct WorkArgs {
     #[arg(long, env = "JOB_ENV_KEEP_REDIS", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
     job_env_keep_redis: bool,
+    /// Do not move due delayed jobs onto their queues in this pool (SCHEDULER=0); by default every pool does, atomically, beside any other
+    #[arg(long = "no-scheduler", env = "SCHEDULER", action = ArgAction::SetFalse,
+          value_parser = FalseyValueParser::new())]
+    scheduler: bool,
+    /// Seconds between this pool's looks for due delayed jobs
+    #[arg(long, env = "SCHEDULER_INTERVAL", default_value = "1", value_name = "SECONDS",
+          value_parser = parse_positive)]
+    scheduler_interval: std::time::Duration,
     /// Seconds to wait for an unreachable Redis at startup before exiting 1; 0 = exit at once
     #[arg(long, env = "REDIS_STARTUP_TIMEOUT", default_value = "30", value_name = "SECONDS",
           value_parser = config::parse_interval)]
@@ -181,6 +189,14 @@ pub(super) enum Command {
         /// tracked unless --track
         #[arg(long, conflicts_with = "args")]
         stdin: bool,
+        /// Run the job this long from now instead (90, 90s, 5m, 2h, 1d): a
+        /// delayed job on resque-scheduler's keys, moved onto QUEUE when due
+        #[arg(long = "in", value_name = "DURATION", value_parser = parse_delay,
+              conflicts_with_all = ["at", "stdin"])]
+        delay: Option<std::time::Duration>,
+        /// Run the job at this time instead: Unix seconds or RFC 3339
+        #[arg(long, value_name = "TIME", value_parser = parse_at, conflicts_with = "stdin")]
+        at: Option<i64>,
     },
     /// Show the status of a job, or where it is when it has no status record
     Status {
@@ -370,6 +386,7 @@ impl WorkArgs {
             redis_startup_timeout: self.redis_startup_timeout,
             blocking: self.blocking,
             job_env_keep_redis: self.job_env_keep_redis,
+            scheduler: self.scheduler.then_some(self.scheduler_interval),
             limits: config::JobLimits {
                 timeout: self.job_timeout,
                 memory_bytes: self.job_memory_limit,
@@ -407,6 +424,34 @@ fn parse_heartbeat(text: &str) -> std::result::Result<std::time::Duration, Strin
         ));
     }
     Ok(d)
+}
+
+/// `enqueue --in`: seconds, or a number with `s`, `m`, `h` or `d`.
+fn parse_delay(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        Some((i, 'd')) => (&t[..i], 86_400),
+        _ => (t, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&s| s <= 1_000_000_000)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is not a delay (90, 90s, 5m, 2h or 1d)"))
+}
+
+/// `enqueue --at`: Unix seconds, or an RFC 3339 time.
+fn parse_at(text: &str) -> std::result::Result<i64, String> {
+    let t = text.trim();
+    t.parse::<i64>()
+        .ok()
+        .or_else(|| crate::timefmt::parse_any(t))
+        .ok_or_else(|| format!("{text:?} is not a time (Unix seconds or RFC 3339)"))
 }
 
 /// A duration that must be more than zero.

@@ -74,6 +74,25 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             queue,
             class,
             args,
+            delay,
+            at,
+            ..
+        } if delay.is_some() || at.is_some() => {
+            let args: Vec<_> = args.iter().map(|a| producer::parse_arg(a)).collect();
+            let due = match (delay, at) {
+                (Some(delay), _) => producer::enqueue_in(&mut store, queue, class, &args, *delay)?,
+                (None, Some(at)) => {
+                    producer::enqueue_at(&mut store, queue, class, &args, *at)?;
+                    *at
+                }
+                (None, None) => unreachable!("guarded above"),
+            };
+            print_text(&report::scheduled(queue, class, due))?;
+        }
+        Command::Enqueue {
+            queue,
+            class,
+            args,
             no_track,
             ..
         } => {

@@ -315,6 +315,24 @@ pub fn with_retried_at(record: &str, at: &str) -> Result<String, serde_json::Err
     serde_json::to_string(&fields)
 }
 
+/// A delayed item exactly as Ruby's resque-scheduler writes it: compact JSON
+/// with `class`, `args` (its text as given) and `queue`, in that order.
+///
+/// ```
+/// use resque_fork::payload::delayed_item;
+/// assert_eq!(
+///     delayed_item("q", "Foo", r#"[1,{"a":2}]"#),
+///     r#"{"class":"Foo","args":[1,{"a":2}],"queue":"q"}"#
+/// );
+/// ```
+pub fn delayed_item(queue: &str, class: &str, args_json: &str) -> String {
+    format!(
+        "{{\"class\":{},\"args\":{args_json},\"queue\":{}}}",
+        Value::from(class),
+        Value::from(queue)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

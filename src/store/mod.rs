@@ -12,18 +12,21 @@
 //!   pruning lock;
 //! - [`admin`]: what the operations commands read and change: queues and the
 //!   failed list;
-//! - [`enqueue`]: putting jobs on queues.
+//! - [`enqueue`]: putting jobs on queues;
+//! - [`delayed`]: delayed jobs on resque-scheduler's keys.
 //!
 //! Every script is atomic like `MULTI`/`EXEC`, and can make a write depend on
 //! what it reads, which `MULTI` cannot. Policy (which worker is dead, what
 //! becomes of its job) lives in `prune`, not here.
 
 pub mod admin;
+pub mod delayed;
 pub mod enqueue;
 pub mod jobs;
 pub mod workers;
 
 pub use admin::WorkerKeys;
+pub use delayed::Promoted;
 pub use jobs::{Outcome, QueueSet, Reserved, RESERVE_CHUNK};
 pub use workers::{HeldJob, PruneLock, Registration, Removal};
 
@@ -51,6 +54,7 @@ struct Scripts {
     take_lock: Script,
     take_over_lock: Script,
     occupied: Script,
+    promote: Script,
     release_lock: Script,
     retry_failed: Script,
 }
@@ -116,6 +120,11 @@ impl Store {
                     include_str!("../lua/retry_failed.lua")
                 )),
                 take_lock: Script::new(include_str!("../lua/take_lock.lua")),
+                promote: Script::new(&format!(
+                    "{}\n{}",
+                    include_str!("../lua/strict_json.lua"),
+                    include_str!("../lua/promote.lua")
+                )),
                 occupied: Script::new(
                     "local out = {} for i = 1, #KEYS do if redis.call('EXISTS', KEYS[i]) == 1 then out[#out + 1] = i - 1 end end return out",
                 ),

@@ -19,6 +19,9 @@ impl Worker<'_> {
         if now >= self.next_prune {
             self.prune();
         }
+        if let Some(promoter) = self.promoter.as_mut() {
+            promoter.tick(&mut self.store);
+        }
     }
 
     pub(super) fn heartbeat(&mut self) -> Result<()> {

@@ -26,6 +26,7 @@ use crate::payload::{
     WorkerRecord,
 };
 use crate::proctitle;
+use crate::promoter::Promoter;
 use crate::prune::{self, PruneRun, Unregistered};
 use crate::report::printable;
 use crate::signals::{self, SignalPipe, HANDLED};
@@ -135,6 +136,8 @@ pub struct Worker<'r> {
     id_conflict: Option<Error>,
     /// When we registered (`worker:ID:started`); `None` until then.
     started: Option<String>,
+    /// Promotes due delayed jobs, in a worker that is its own pool.
+    promoter: Option<Promoter>,
 }
 
 pub use crate::identity::hostname;
@@ -161,6 +164,9 @@ impl<'r> Worker<'r> {
         } else {
             None
         };
+        let promoter = settings
+            .scheduler
+            .map(|every| Promoter::new(every, me.id.clone()));
         Ok(Worker {
             doorbells,
             me,
@@ -182,6 +188,7 @@ impl<'r> Worker<'r> {
             queues: None,
             id_conflict: None,
             started: None,
+            promoter,
         })
     }
 

@@ -140,6 +140,7 @@ impl Worker<'_> {
     pub(super) fn until_deadline(&self, job: Option<Instant>) -> Duration {
         let next = self.next_heartbeat.min(self.next_prune);
         let next = job.map_or(next, |j| next.min(j));
+        let next = self.promoter.as_ref().map_or(next, |p| next.min(p.next()));
         next.saturating_duration_since(Instant::now())
     }
 }

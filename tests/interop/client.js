@@ -1,6 +1,7 @@
 // A real foreign Resque client for the interop tests: node-resque, talking to
 // the test's private redis-server over its unix socket.
 //   node client.js SOCKET enqueue QUEUE CLASS ARGS_JSON
+//   node client.js SOCKET enqueue-at MILLIS QUEUE CLASS ARGS_JSON  (node-resque's enqueueAt)
 //   node client.js SOCKET inspect        -> one JSON document on stdout
 //   node client.js SOCKET fail-one QUEUE -> a node-resque worker fails one NodeFail job
 //   node client.js SOCKET register QUEUE -> registers a node-resque worker, exits without unregistering
@@ -17,6 +18,9 @@ async function main() {
     if (command === "enqueue") {
       const [q, cls, args] = rest;
       await queue.enqueue(q, cls, JSON.parse(args));
+    } else if (command === "enqueue-at") {
+      const [at, q, cls, args] = rest;
+      await queue.enqueueAt(Number(at), q, cls, JSON.parse(args));
     } else if (command === "inspect") {
       const out = {
         workers: await queue.workers(),

@@ -1,0 +1,246 @@
+//! Delayed jobs on resque-scheduler's keys: the bytes Ruby writes, and
+//! promotion by every pool, atomic beside other pools and node-resque.
+
+mod common;
+
+use common::*;
+use redis::Commands;
+use serde_json::Value;
+use std::collections::HashMap;
+
+fn redis_now(redis: &RedisServer) -> i64 {
+    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut redis.conn()).unwrap();
+    now
+}
+
+/// Writes a delayed item the way Ruby's `delayed_push` does.
+fn ruby_delayed_push(redis: &RedisServer, ts: i64, item: &str) {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .rpush(format!("resque:delayed:{ts}"), item)
+        .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
+        .zadd("resque:delayed_queue_schedule", ts, ts);
+    let _: () = pipe.query(&mut redis.conn()).unwrap();
+}
+
+#[test]
+fn scheduled_items_are_the_bytes_ruby_writes() {
+    let redis = RedisServer::start();
+    let at = redis_now(&redis) + 3600;
+    let out = run({
+        let mut c = command(&redis);
+        c.args(["enqueue", "q", "Foo", "1", r#"{"a": 2}"#, "--at"])
+            .arg(at.to_string());
+        c
+    });
+    assert_ok(&out);
+    let item = r#"{"class":"Foo","args":[1,{"a":2}],"queue":"q"}"#;
+    assert_eq!(redis.list(&format!("resque:delayed:{at}")), [item]);
+    assert_eq!(
+        redis.members(&format!("resque:timestamps:{item}")),
+        [format!("delayed:{at}")]
+    );
+    let score: f64 = redis
+        .conn()
+        .zscore("resque:delayed_queue_schedule", at)
+        .unwrap();
+    assert_eq!(score as i64, at);
+    // Not a job yet: nothing on the queue.
+    assert_eq!(redis.llen("resque:queue:q"), 0);
+}
+
+#[test]
+fn a_job_enqueued_in_two_seconds_runs_then_not_before() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let ran_at = jobs.scratch("ran_at");
+    jobs.add(
+        "Stamp",
+        &format!("cat > /dev/null; date +%s >> {}", ran_at.display()),
+    );
+    let mut worker = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the worker registers", || {
+        redis.members("resque:workers").len() == 1
+    });
+    let out = run({
+        let mut c = command(&redis);
+        c.args(["enqueue", "q", "Stamp", "--in", "2s"]);
+        c
+    });
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let due: i64 = text
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.trim().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    wait_until("the delayed job runs", || line_count(&ran_at) == 1);
+    let ran: i64 = std::fs::read_to_string(&ran_at)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ran >= due, "ran at {ran}, due at {due}");
+    // Promotion looks every second; the margin is for both cores busy.
+    assert!(ran <= due + 5, "ran at {ran}, due at {due}: late");
+    wait_until("the job is recorded", || {
+        redis.int("resque:stat:processed") == 1
+    });
+    assert!(redis
+        .conn()
+        .zcard::<_, i64>("resque:delayed_queue_schedule")
+        .is_ok_and(|n| n == 0));
+    signal(worker.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut worker).success());
+}
+
+#[test]
+fn items_of_every_writer_are_promoted_as_plain_payloads() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let past = redis_now(&redis) - 5;
+    // Ruby's and php's layout (queue last), and one that is not a job.
+    ruby_delayed_push(
+        &redis,
+        past,
+        r#"{"class":"Ruby","args":[1,{"a":"x/y"}],"queue":"q"}"#,
+    );
+    ruby_delayed_push(
+        &redis,
+        past,
+        r#"{"class":"Php","args":[{"k":1.50}],"queue":"q"}"#,
+    );
+    ruby_delayed_push(&redis, past - 1, r#"{"args":[]}"#);
+    // node-resque's own enqueueAt (its layout: class, queue, args).
+    let at_ms = (past * 1000).to_string();
+    node_client(&redis, &["enqueue-at", &at_ms, "q", "Node", "[3]"]);
+    let out = run({
+        let mut c = worker(&redis, &jobs, "nothing", "0");
+        c.env("VERBOSE", "1");
+        c
+    });
+    assert_ok(&out);
+    let mut queued = redis.list("resque:queue:q");
+    queued.sort();
+    assert_eq!(
+        queued,
+        [
+            r#"{"class":"Node","args":[3]}"#,
+            r#"{"class":"Php","args":[{"k":1.50}]}"#,
+            r#"{"class":"Ruby","args":[1,{"a":"x/y"}]}"#,
+        ]
+    );
+    assert_eq!(redis.members("resque:queues"), ["q"]);
+    // Nothing left behind: buckets, timestamps sets, schedule.
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains("delayed") || k.contains("timestamps:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["exception"], "ResqueFork::MalformedDelayedItem");
+    assert_eq!(failures[0]["raw"], r#"{"args":[]}"#);
+}
+
+#[test]
+fn two_pools_promote_each_item_once() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    // Four workers log at once: each line in one append, so none interleave.
+    let log = jobs.scratch("ran");
+    jobs.add(
+        "Log",
+        &format!("printf '%s\\n' \"$(cat)\" >> {}", log.display()),
+    );
+    let now = redis_now(&redis);
+    // 1,000 items over 50 timestamps, the latest due in about 2 s.
+    let mut pipe = redis::pipe();
+    for n in 0..1000 {
+        let ts = now - 48 + (n % 50);
+        let item = format!(r#"{{"class":"Log","args":[{n}],"queue":"q"}}"#);
+        pipe.rpush(format!("resque:delayed:{ts}"), &item)
+            .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
+            .zadd("resque:delayed_queue_schedule", ts, ts);
+    }
+    let _: () = pipe.query(&mut redis.conn()).unwrap();
+    let pool = |count: &str| {
+        let mut c = worker(&redis, &jobs, "q", "0.1");
+        c.env("COUNT", count).env("SCHEDULER_INTERVAL", "0.05");
+        c.spawn().unwrap()
+    };
+    let mut pools = [pool("2"), pool("2")];
+    wait_until("every job ran", || line_count(&log) >= 1000);
+    for p in &mut pools {
+        signal(p.id(), libc::SIGQUIT);
+        assert!(wait_exit(p).success());
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        *seen.entry(line.to_string()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 1000, "every item ran");
+    assert!(seen.values().all(|&n| n == 1), "none twice");
+    assert_eq!(redis.int("resque:stat:processed"), 1000);
+}
+
+#[test]
+fn a_running_ruby_scheduler_is_left_to_promote_and_is_taken_over_when_gone() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.logging("");
+    let lock = "resque:resque:resque_scheduler_master_lock";
+    let _: () = redis::cmd("SET")
+        .arg(lock)
+        .arg("rubyhost:99")
+        .arg("EX")
+        .arg(180)
+        .query(&mut redis.conn())
+        .unwrap();
+    ruby_delayed_push(
+        &redis,
+        redis_now(&redis) - 1,
+        r#"{"class":"Log","args":["late"],"queue":"q"}"#,
+    );
+    let logfile = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.1");
+    cmd.env("SCHEDULER_INTERVAL", "0.05");
+    log_to(&mut cmd, &logfile);
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the worker sees the Ruby scheduler", || {
+        logged(&logfile, "leaving delayed jobs to it") == 1
+    });
+    assert_eq!(line_count(&log), 0, "not promoted beside a live Ruby mover");
+    let _: () = redis.conn().del(lock).unwrap();
+    wait_until("the job runs once the Ruby scheduler is gone", || {
+        line_count(&log) == 1
+    });
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn scheduler_0_leaves_delayed_jobs_alone() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let item = r#"{"class":"Log","args":[],"queue":"q"}"#;
+    ruby_delayed_push(&redis, redis_now(&redis) - 1, item);
+    for off in [&["SCHEDULER", "0"][..], &["SCHEDULER", "false"][..]] {
+        let mut c = worker(&redis, &jobs, "q", "0");
+        c.env(off[0], off[1]);
+        assert_ok(&run(c));
+    }
+    let mut c = worker(&redis, &jobs, "q", "0");
+    c.arg("--no-scheduler");
+    assert_ok(&run(c));
+    assert_eq!(redis.llen("resque:queue:q"), 0);
+    assert_eq!(
+        redis
+            .conn()
+            .zcard::<_, i64>("resque:delayed_queue_schedule")
+            .unwrap(),
+        1
+    );
+    let parsed: Value = serde_json::from_str(item).unwrap();
+    assert_eq!(parsed["queue"], "q");
+}
