@@ -97,9 +97,44 @@ fn ago(seconds: Option<i64>) -> String {
 /// `info`.
 pub fn info(c: &Counts) -> String {
     format!(
-        "pending    {}\nprocessed  {}\nfailed     {}\nqueues     {}\nworkers    {}\nworking    {}\n",
-        c.pending, c.processed, c.failed, c.queues, c.workers, c.working
+        "pending    {}\nprocessed  {}\nfailed     {}\nqueues     {}\nworkers    {}\nworking    {}\ndelayed    {}\n",
+        c.pending, c.processed, c.failed, c.queues, c.workers, c.working, c.delayed
     )
+}
+
+/// `delayed`.
+pub fn delayed(d: &crate::ops::DelayedSummary) -> String {
+    if d.count == 0 {
+        return "no delayed jobs\n".into();
+    }
+    let body: Vec<Vec<String>> = d
+        .timestamps
+        .iter()
+        .map(|(ts, n)| vec![ts.to_string(), timefmt::iso8601_z(*ts), n.to_string()])
+        .collect();
+    let mut out = table(&["TIMESTAMP", "DUE", "JOBS"], &body, WIDTH);
+    out.push_str(&format!(
+        "{} delayed jobs at {} timestamps\n",
+        d.count,
+        d.timestamps.len()
+    ));
+    out
+}
+
+/// `delayed show TS`.
+pub fn delayed_items(ts: i64, items: &[String]) -> String {
+    if items.is_empty() {
+        return format!("nothing is due at {ts}\n");
+    }
+    items
+        .iter()
+        .map(|i| format!("{}\n", printable(i)))
+        .collect()
+}
+
+/// `delayed clear`.
+pub fn delayed_cleared(n: i64) -> String {
+    format!("cleared the delayed jobs: {n} deleted\n")
 }
 
 /// `queues`.

@@ -244,3 +244,113 @@ fn scheduler_0_leaves_delayed_jobs_alone() {
     let parsed: Value = serde_json::from_str(item).unwrap();
     assert_eq!(parsed["queue"], "q");
 }
+
+#[test]
+fn a_pool_killed_again_and_again_while_promoting_loses_and_doubles_nothing() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let now = redis_now(&redis);
+    // 2,000 items over 3 timestamps, due from now to 2 s on.
+    let mut pipe = redis::pipe();
+    for n in 0..2000 {
+        let ts = now + n % 3;
+        let item = format!(r#"{{"class":"Log","args":[{n}],"queue":"q"}}"#);
+        pipe.rpush(format!("resque:delayed:{ts}"), &item)
+            .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
+            .zadd("resque:delayed_queue_schedule", ts, ts);
+    }
+    let _: () = pipe.query(&mut redis.conn()).unwrap();
+    // A promoting pool that runs no job (its queue is elsewhere), killed at
+    // random moments: seeded, so a failure can be replayed.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let promoter = || {
+        let mut c = worker(&redis, &jobs, "elsewhere", "0.05");
+        c.env("SCHEDULER_INTERVAL", "0.01");
+        c.spawn().unwrap()
+    };
+    let schedule_left = || {
+        redis
+            .conn()
+            .zcard::<_, i64>("resque:delayed_queue_schedule")
+            .unwrap()
+    };
+    let mut kills = 0;
+    while schedule_left() > 0 {
+        let mut p = promoter();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Chaos timing, not a wait for a condition.
+        std::thread::sleep(std::time::Duration::from_millis(5 + seed % 60));
+        signal(p.id(), libc::SIGKILL);
+        wait_exit(&mut p);
+        kills += 1;
+        assert!(kills < 2000, "promotion made no progress");
+    }
+    let queued = redis.list("resque:queue:q");
+    let distinct: std::collections::HashSet<&String> = queued.iter().collect();
+    assert_eq!(
+        queued.len(),
+        2000,
+        "nothing lost or doubled ({kills} kills)"
+    );
+    assert_eq!(distinct.len(), 2000);
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains("delayed") || k.contains("timestamps:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn info_and_the_delayed_commands_show_what_waits() {
+    let redis = RedisServer::start();
+    let at = redis_now(&redis) + 3600;
+    for n in 0..3 {
+        let mut c = command(&redis);
+        c.args(["enqueue", "q", "Later", &n.to_string(), "--at"])
+            .arg((at + n / 2).to_string());
+        assert_ok(&run(c));
+    }
+    let json = |args: &[&str]| -> Value {
+        let out = run({
+            let mut c = command(&redis);
+            c.args(args).arg("--json");
+            c
+        });
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(json(&["info"])["delayed"], 3, "items, not timestamps");
+    let listed = json(&["delayed", "list"]);
+    assert_eq!(listed["count"], 3);
+    assert_eq!(listed["next_due"], at);
+    assert_eq!(
+        listed["timestamps"],
+        serde_json::json!([[at, 2], [at + 1, 1]])
+    );
+    assert_eq!(
+        json(&["delayed", "show", &at.to_string()]),
+        serde_json::json!([
+            r#"{"class":"Later","args":[0],"queue":"q"}"#,
+            r#"{"class":"Later","args":[1],"queue":"q"}"#
+        ])
+    );
+    let out = run({
+        let mut c = command(&redis);
+        c.args(["delayed", "clear", "--yes"]);
+        c
+    });
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "cleared the delayed jobs: 3 deleted\n"
+    );
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains("delayed") || k.contains("timestamps:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

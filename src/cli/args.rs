@@ -217,6 +217,9 @@ pub(super) enum Command {
     Failed(FailedCommand),
     /// Look for dead workers now and account for their jobs, as a worker does
     Prune,
+    /// Delayed jobs (resque-scheduler's keys): list, show, clear
+    #[command(subcommand)]
+    Delayed(DelayedCommand),
     /// Print a shell completion script: resque-fork completions bash > /etc/bash_completion.d/resque-fork
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -224,6 +227,23 @@ pub(super) enum Command {
     },
     /// Print the man page (roff): resque-fork man > /usr/local/share/man/man1/resque-fork.1
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DelayedCommand {
+    /// How many, when the next is due, and every timestamp with its jobs
+    List,
+    /// The items due at one timestamp, as their writers wrote them
+    Show {
+        /// Epoch seconds, as `delayed list` shows them
+        timestamp: i64,
+    },
+    /// Delete every delayed job
+    Clear {
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::handlers::Registry;
 use crate::worker::Worker;
 use crate::{ops, proctitle, producer, report, signals, supervisor};
-use args::{forget_empty_env_vars, Command, FailedCommand, QueueCommand};
+use args::{forget_empty_env_vars, Command, DelayedCommand, FailedCommand, QueueCommand};
 use clap::{CommandFactory, Parser};
 use std::io::Write;
 
@@ -159,6 +159,19 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             if confirm(*yes, "Delete every failure record?")? {
                 let n = ops::failed_clear(&mut store)?;
                 print_text(&report::failed_cleared(n))?;
+            }
+        }
+        Command::Delayed(DelayedCommand::List) => {
+            show(json, &ops::delayed(&mut store)?, report::delayed);
+        }
+        Command::Delayed(DelayedCommand::Show { timestamp }) => {
+            let items = ops::delayed_show(&mut store, *timestamp)?;
+            show(json, &items, |i| report::delayed_items(*timestamp, i));
+        }
+        Command::Delayed(DelayedCommand::Clear { yes }) => {
+            if confirm(*yes, "Delete every delayed job?")? {
+                let n = ops::delayed_clear(&mut store)?;
+                print_text(&report::delayed_cleared(n))?;
             }
         }
         Command::Prune => {

@@ -28,6 +28,8 @@ pub struct Counts {
     pub failed: i64,
     pub queues: i64,
     pub workers: i64,
+    /// Delayed jobs waiting on resque-scheduler's keys (items, not timestamps).
+    pub delayed: i64,
     /// Workers whose `worker:ID` is present and not empty.
     pub working: i64,
 }
@@ -39,7 +41,9 @@ pub fn info(store: &mut Store) -> Result<Counts> {
     let processed = store.processed()?;
     let failed = store.failed_len()?;
     let in_flight = store.in_flight_many(&workers)?;
+    let delayed = store.delayed_buckets()?.iter().map(|(_, n)| n).sum();
     Ok(Counts {
+        delayed,
         pending: queues.iter().map(|(_, n)| n).sum(),
         processed,
         failed,
@@ -241,6 +245,42 @@ fn worker_row(
         failed: k.failed,
         health: health.to_string(),
     }
+}
+
+/// The delayed jobs: how many, when the next is due, and every timestamp
+/// with its number of items.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DelayedSummary {
+    /// Items in all.
+    pub count: i64,
+    /// The earliest timestamp, epoch seconds.
+    pub next_due: Option<i64>,
+    /// `[timestamp, items]`, earliest first.
+    pub timestamps: Vec<(i64, i64)>,
+}
+
+/// `delayed`.
+pub fn delayed(store: &mut Store) -> Result<DelayedSummary> {
+    let timestamps = store.delayed_buckets()?;
+    Ok(DelayedSummary {
+        count: timestamps.iter().map(|(_, n)| n).sum(),
+        next_due: timestamps.first().map(|(ts, _)| *ts),
+        timestamps,
+    })
+}
+
+/// `delayed show TS`: the items due then, as their writers wrote them.
+pub fn delayed_show(store: &mut Store, ts: i64) -> Result<Vec<String>> {
+    Ok(store
+        .delayed_items(ts)?
+        .into_iter()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect())
+}
+
+/// `delayed clear`: how many items were deleted.
+pub fn delayed_clear(store: &mut Store) -> Result<i64> {
+    store.clear_delayed()
 }
 
 /// What `status` knows of a job: its php status record, or where it is.

@@ -71,22 +71,64 @@ impl Store {
         })
     }
 
-    /// How many delayed items there are in all (resque-web's Delayed count).
-    pub fn delayed_count(&mut self) -> Result<i64> {
+    /// Every timestamp of the schedule, earliest first, with how many items
+    /// its bucket holds.
+    pub fn delayed_buckets(&mut self) -> Result<Vec<(i64, i64)>> {
         self.with_conn(
-            || "counting delayed jobs".into(),
+            || "reading the delayed schedule".into(),
             |c, k, _| {
                 let stamps: Vec<i64> = redis::cmd("ZRANGE")
                     .arg(k.delayed_schedule())
                     .arg(0)
                     .arg(-1)
                     .query(c)?;
+                if stamps.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut pipe = redis::pipe();
                 for ts in &stamps {
                     pipe.llen(k.delayed(*ts));
                 }
                 let lengths: Vec<i64> = pipe.query(c)?;
-                Ok(lengths.iter().sum())
+                Ok(stamps.into_iter().zip(lengths).collect())
+            },
+        )
+    }
+
+    /// The items due at `ts`, as their writers wrote them.
+    pub fn delayed_items(&mut self, ts: i64) -> Result<Vec<Vec<u8>>> {
+        self.with_conn(
+            || format!("reading delayed:{ts}"),
+            |c, k, _| {
+                redis::cmd("LRANGE")
+                    .arg(k.delayed(ts))
+                    .arg(0)
+                    .arg(-1)
+                    .query(c)
+            },
+        )
+    }
+
+    /// Deletes every delayed item, its `timestamps:` entry and the schedule,
+    /// in one step; returns how many items there were.
+    pub fn clear_delayed(&mut self) -> Result<i64> {
+        self.with_conn(
+            || "clearing the delayed jobs".into(),
+            |c, k, _| {
+                redis::Script::new(
+                    "local n = 0 \
+                     for _, ts in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do \
+                       local bucket = ARGV[1] .. 'delayed:' .. ts \
+                       for _, item in ipairs(redis.call('LRANGE', bucket, 0, -1)) do \
+                         redis.call('DEL', ARGV[1] .. 'timestamps:' .. item) n = n + 1 \
+                       end \
+                       redis.call('DEL', bucket) \
+                     end \
+                     redis.call('DEL', KEYS[1]) return n",
+                )
+                .key(k.delayed_schedule())
+                .arg(k.prefix())
+                .invoke(c)
             },
         )
     }
