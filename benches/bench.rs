@@ -284,6 +284,80 @@ impl Bench {
         let _ = pool.wait();
     }
 
+    /// Delayed jobs: how fast one pool moves `n` due items onto their queue
+    /// (items/s), and the lag from due time to queue at the default poll
+    /// (p50, p99 in ms, over `samples` items due over the next seconds).
+    fn promotion(&self, n: usize, samples: usize) -> (f64, f64, f64) {
+        let redis = Redis::start();
+        let mut c = redis.conn();
+        let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut c).unwrap();
+        // Throughput: `n` items over 100 past timestamps.
+        for start in (0..n).step_by(1000) {
+            let mut pipe = redis::pipe();
+            for i in start..(start + 1000).min(n) {
+                let ts = now - 100 + (i % 100) as i64;
+                let item = format!(r#"{{"class":"Noop","args":[{i}],"queue":"q"}}"#);
+                pipe.rpush(format!("resque:delayed:{ts}"), &item)
+                    .ignore()
+                    .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
+                    .ignore()
+                    .zadd("resque:delayed_queue_schedule", ts, ts)
+                    .ignore();
+            }
+            let _: () = pipe.query(&mut c).unwrap();
+        }
+        let t0 = Instant::now();
+        // A pool that runs no job: its queue is elsewhere.
+        let (mut pool, _) = self.pool(&redis, 1, "elsewhere", &[]);
+        while c.llen::<_, usize>("resque:queue:q").unwrap() < n {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let rate = n as f64 / t0.elapsed().as_secs_f64();
+        // Lag: items due over the next seconds, a few per second, watched
+        // as they land (by Redis's clock, as promotion reads it).
+        let _: () = redis::cmd("DEL")
+            .arg("resque:queue:q")
+            .query(&mut c)
+            .unwrap();
+        let (start, _): (i64, i64) = redis::cmd("TIME").query(&mut c).unwrap();
+        let per_second = 5;
+        for i in 0..samples {
+            let ts = start + 2 + (i / per_second) as i64;
+            let item = format!(r#"{{"class":"Noop","args":[{i}],"queue":"q"}}"#);
+            let mut pipe = redis::pipe();
+            pipe.rpush(format!("resque:delayed:{ts}"), &item)
+                .ignore()
+                .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
+                .ignore()
+                .zadd("resque:delayed_queue_schedule", ts, ts)
+                .ignore();
+            let _: () = pipe.query(&mut c).unwrap();
+        }
+        let mut lags = Vec::new();
+        let mut seen = 0;
+        while seen < samples {
+            let len: usize = c.llen("resque:queue:q").unwrap();
+            if len > seen {
+                let (s, us): (i64, i64) = redis::cmd("TIME").query(&mut c).unwrap();
+                let landed = s as f64 + us as f64 / 1e6;
+                for item in c
+                    .lrange::<_, Vec<String>>("resque:queue:q", seen as isize, len as isize - 1)
+                    .unwrap()
+                {
+                    let i: usize = serde_json::from_str::<Value>(&item).unwrap()["args"][0]
+                        .as_u64()
+                        .unwrap() as usize;
+                    let due = (start + 2 + (i / per_second) as i64) as f64;
+                    lags.push((landed - due) * 1000.0);
+                }
+                seen = len;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Self::stop(&mut pool);
+        (rate, percentile(lags.clone(), 0.5), percentile(lags, 0.99))
+    }
+
     /// Runs `n` jobs of `class` through a COUNT=`count` pool.
     fn throughput(&self, count: usize, class: &str, n: usize, queues: usize) -> Run {
         let redis = Redis::start();
@@ -539,6 +613,17 @@ impl Bench {
             ),
             format!("{:.1} / {:.1}", early as f64 / 1024.0, late as f64 / 1024.0),
             json!([early, late]),
+        );
+        let (rate, lag50, lag99) = self.promotion(self.n(100_000), 40);
+        self.row(
+            "delayed jobs promoted by one pool: items/s",
+            format!("{rate:.0}"),
+            json!(rate),
+        );
+        self.row(
+            "delayed job lag, due to queued (poll 1 s): p50 / p99 (ms)",
+            format!("{lag50:.0} / {lag99:.0}"),
+            json!([lag50, lag99]),
         );
         let (p50, p99, idle) = self.pickup(self.n(60).min(60), &[("INTERVAL", "0.1")]);
         self.row(
