@@ -373,6 +373,32 @@ impl Producer {
         self.push(queue, class, args, true)
     }
 
+    /// Schedules a job for `at` (epoch seconds) on resque-scheduler's keys,
+    /// exactly as Ruby's `Resque.enqueue_at_with_queue` writes it; a pool
+    /// moves it onto `queue` when due. Returns the item written.
+    ///
+    /// ```no_run
+    /// # let producer = resque_fork::Producer::connect("redis://127.0.0.1:6379")?;
+    /// producer.enqueue_at("reports", "Nightly", &[], 1_800_000_000)?;
+    /// producer.enqueue_in("mail", "Reminder", &[7.into()], std::time::Duration::from_secs(3600))?;
+    /// # Ok::<(), resque_fork::Error>(())
+    /// ```
+    pub fn enqueue_at(&self, queue: &str, class: &str, args: &[Value], at: i64) -> Result<String> {
+        enqueue_at(&mut self.store(), queue, class, args, at)
+    }
+
+    /// Schedules a job `delay` from now, by Redis's clock; returns when it
+    /// is due (epoch seconds).
+    pub fn enqueue_in(
+        &self,
+        queue: &str,
+        class: &str,
+        args: &[Value],
+        delay: std::time::Duration,
+    ) -> Result<i64> {
+        enqueue_in(&mut self.store(), queue, class, args, delay)
+    }
+
     /// Enqueues a typed job, its arguments laid out as its worker decodes them.
     pub fn enqueue_job<T: TypedJob>(&self, queue: &str, job: &T) -> Result<Option<String>> {
         self.push(queue, T::CLASS, &encode_args(job, T::LAYOUT)?, false)

@@ -354,3 +354,24 @@ fn info_and_the_delayed_commands_show_what_waits() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn the_library_schedules_the_same_bytes() {
+    let redis = RedisServer::start();
+    let producer = resque_fork::Producer::connect(&redis.url()).unwrap();
+    let at = redis_now(&redis) + 600;
+    let item = producer
+        .enqueue_at("q", "Foo", &[1.into(), serde_json::json!({"a": 2})], at)
+        .unwrap();
+    assert_eq!(item, r#"{"class":"Foo","args":[1,{"a":2}],"queue":"q"}"#);
+    assert_eq!(redis.list(&format!("resque:delayed:{at}")), [item]);
+    let due = producer
+        .enqueue_in("q", "Bar", &[], std::time::Duration::from_secs(90))
+        .unwrap();
+    let now = redis_now(&redis);
+    assert!((now + 89..=now + 90).contains(&due), "{due} vs {now}");
+    assert_eq!(
+        redis.list(&format!("resque:delayed:{due}")),
+        [r#"{"class":"Bar","args":[],"queue":"q"}"#]
+    );
+}
