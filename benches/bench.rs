@@ -184,6 +184,22 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Schedules `Noop` items numbered `i` for their `ts`, as Ruby's
+/// `delayed_push` writes them, in one round trip.
+fn push_delayed(c: &mut redis::Connection, items: impl Iterator<Item = (i64, usize)>) {
+    let mut pipe = redis::pipe();
+    for (ts, i) in items {
+        let item = format!(r#"{{"class":"Noop","args":[{i}],"queue":"q"}}"#);
+        pipe.rpush(format!("resque:delayed:{ts}"), &item)
+            .ignore()
+            .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
+            .ignore()
+            .zadd("resque:delayed_queue_schedule", ts, ts)
+            .ignore();
+    }
+    let _: () = pipe.query(c).unwrap();
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -293,18 +309,8 @@ impl Bench {
         let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut c).unwrap();
         // Throughput: `n` items over 100 past timestamps.
         for start in (0..n).step_by(1000) {
-            let mut pipe = redis::pipe();
-            for i in start..(start + 1000).min(n) {
-                let ts = now - 100 + (i % 100) as i64;
-                let item = format!(r#"{{"class":"Noop","args":[{i}],"queue":"q"}}"#);
-                pipe.rpush(format!("resque:delayed:{ts}"), &item)
-                    .ignore()
-                    .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
-                    .ignore()
-                    .zadd("resque:delayed_queue_schedule", ts, ts)
-                    .ignore();
-            }
-            let _: () = pipe.query(&mut c).unwrap();
+            let items = (start..(start + 1000).min(n)).map(|i| (now - 100 + (i % 100) as i64, i));
+            push_delayed(&mut c, items);
         }
         let t0 = Instant::now();
         // A pool that runs no job: its queue is elsewhere.
@@ -321,18 +327,10 @@ impl Bench {
             .unwrap();
         let (start, _): (i64, i64) = redis::cmd("TIME").query(&mut c).unwrap();
         let per_second = 5;
-        for i in 0..samples {
-            let ts = start + 2 + (i / per_second) as i64;
-            let item = format!(r#"{{"class":"Noop","args":[{i}],"queue":"q"}}"#);
-            let mut pipe = redis::pipe();
-            pipe.rpush(format!("resque:delayed:{ts}"), &item)
-                .ignore()
-                .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
-                .ignore()
-                .zadd("resque:delayed_queue_schedule", ts, ts)
-                .ignore();
-            let _: () = pipe.query(&mut c).unwrap();
-        }
+        push_delayed(
+            &mut c,
+            (0..samples).map(|i| (start + 2 + (i / per_second) as i64, i)),
+        );
         let mut lags = Vec::new();
         let mut seen = 0;
         while seen < samples {

@@ -15,12 +15,27 @@ fn redis_now(redis: &RedisServer) -> i64 {
 
 /// Writes a delayed item the way Ruby's `delayed_push` does.
 fn ruby_delayed_push(redis: &RedisServer, ts: i64, item: &str) {
+    ruby_delayed_push_many(redis, [(ts, item.to_string())]);
+}
+
+/// Writes many delayed items as Ruby's `delayed_push` does, in one round trip.
+fn ruby_delayed_push_many(redis: &RedisServer, items: impl IntoIterator<Item = (i64, String)>) {
     let mut pipe = redis::pipe();
-    pipe.atomic()
-        .rpush(format!("resque:delayed:{ts}"), item)
-        .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
-        .zadd("resque:delayed_queue_schedule", ts, ts);
+    for (ts, item) in items {
+        pipe.rpush(format!("resque:delayed:{ts}"), &item)
+            .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
+            .zadd("resque:delayed_queue_schedule", ts, ts);
+    }
     let _: () = pipe.query(&mut redis.conn()).unwrap();
+}
+
+/// Keys of delayed jobs left in Redis.
+fn delayed_keys(redis: &RedisServer) -> Vec<String> {
+    redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains("delayed") || k.contains("timestamps:"))
+        .collect()
 }
 
 #[test]
@@ -131,11 +146,7 @@ fn items_of_every_writer_are_promoted_as_plain_payloads() {
     );
     assert_eq!(redis.members("resque:queues"), ["q"]);
     // Nothing left behind: buckets, timestamps sets, schedule.
-    let left: Vec<String> = redis
-        .keys()
-        .into_iter()
-        .filter(|k| k.contains("delayed") || k.contains("timestamps:"))
-        .collect();
+    let left = delayed_keys(&redis);
     assert!(left.is_empty(), "{left:?}");
     let failures = redis.failures();
     assert_eq!(failures.len(), 1);
@@ -155,15 +166,13 @@ fn two_pools_promote_each_item_once() {
     );
     let now = redis_now(&redis);
     // 1,000 items over 50 timestamps, the latest due in about 2 s.
-    let mut pipe = redis::pipe();
-    for n in 0..1000 {
-        let ts = now - 48 + (n % 50);
-        let item = format!(r#"{{"class":"Log","args":[{n}],"queue":"q"}}"#);
-        pipe.rpush(format!("resque:delayed:{ts}"), &item)
-            .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
-            .zadd("resque:delayed_queue_schedule", ts, ts);
-    }
-    let _: () = pipe.query(&mut redis.conn()).unwrap();
+    ruby_delayed_push_many(
+        &redis,
+        (0..1000).map(|n| {
+            let ts = now - 48 + (n % 50);
+            (ts, format!(r#"{{"class":"Log","args":[{n}],"queue":"q"}}"#))
+        }),
+    );
     let pool = |count: &str| {
         let mut c = worker(&redis, &jobs, "q", "0.1");
         c.env("COUNT", count).env("SCHEDULER_INTERVAL", "0.05");
@@ -251,15 +260,13 @@ fn a_pool_killed_again_and_again_while_promoting_loses_and_doubles_nothing() {
     let jobs = JobsDir::new();
     let now = redis_now(&redis);
     // 2,000 items over 3 timestamps, due from now to 2 s on.
-    let mut pipe = redis::pipe();
-    for n in 0..2000 {
-        let ts = now + n % 3;
-        let item = format!(r#"{{"class":"Log","args":[{n}],"queue":"q"}}"#);
-        pipe.rpush(format!("resque:delayed:{ts}"), &item)
-            .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
-            .zadd("resque:delayed_queue_schedule", ts, ts);
-    }
-    let _: () = pipe.query(&mut redis.conn()).unwrap();
+    ruby_delayed_push_many(
+        &redis,
+        (0..2000).map(|n| {
+            let ts = now + n % 3;
+            (ts, format!(r#"{{"class":"Log","args":[{n}],"queue":"q"}}"#))
+        }),
+    );
     // A promoting pool that runs no job (its queue is elsewhere), killed at
     // random moments: seeded, so a failure can be replayed.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -295,11 +302,7 @@ fn a_pool_killed_again_and_again_while_promoting_loses_and_doubles_nothing() {
         "nothing lost or doubled ({kills} kills)"
     );
     assert_eq!(distinct.len(), 2000);
-    let left: Vec<String> = redis
-        .keys()
-        .into_iter()
-        .filter(|k| k.contains("delayed") || k.contains("timestamps:"))
-        .collect();
+    let left = delayed_keys(&redis);
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -347,11 +350,7 @@ fn info_and_the_delayed_commands_show_what_waits() {
         String::from_utf8_lossy(&out.stdout),
         "cleared the delayed jobs: 3 deleted\n"
     );
-    let left: Vec<String> = redis
-        .keys()
-        .into_iter()
-        .filter(|k| k.contains("delayed") || k.contains("timestamps:"))
-        .collect();
+    let left = delayed_keys(&redis);
     assert!(left.is_empty(), "{left:?}");
 }
 
