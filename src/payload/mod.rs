@@ -19,11 +19,11 @@ pub struct Job {
     raw: String,
     queue: String,
     class: String,
-    args: Vec<Value>,
     /// The `args` array exactly as written (`[]` when absent or `null`).
     args_raw: Box<RawValue>,
-    /// Each element of `args`, exactly as written.
-    arg_raws: Vec<Box<RawValue>>,
+    /// Each element of `args`, exactly as written: split only when asked
+    /// for (typed jobs), not for every job.
+    arg_raws: std::sync::OnceLock<Vec<Box<RawValue>>>,
     fields: Map<String, Value>,
 }
 
@@ -84,28 +84,21 @@ impl Job {
             Some(Value::String(c)) => c.clone(),
             _ => return Err(MalformedPayload::MissingClass),
         };
-        let args = match fields.get("args") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
-            Some(_) => return Err(MalformedPayload::ArgsNotArray),
-        };
-        let args_raw = if args.is_empty() && !matches!(fields.get("args"), Some(Value::Array(_))) {
-            empty_array()
-        } else {
-            raw_args(raw).unwrap_or_else(|| {
+        let args_raw = match fields.get("args") {
+            None | Some(Value::Null) => empty_array(),
+            Some(args @ Value::Array(_)) => raw_args(raw).unwrap_or_else(|| {
                 // Only a payload with `args` twice gets here: the last one
                 // counts, as in the decoded fields.
-                serde_json::value::to_raw_value(&args).unwrap_or_else(|_| empty_array())
-            })
+                serde_json::value::to_raw_value(args).unwrap_or_else(|_| empty_array())
+            }),
+            Some(_) => return Err(MalformedPayload::ArgsNotArray),
         };
-        let arg_raws: Vec<Box<RawValue>> = serde_json::from_str(args_raw.get()).unwrap_or_default();
         Ok(Job {
             raw: raw.to_string(),
             queue: queue.to_string(),
             class,
-            args,
             args_raw,
-            arg_raws,
+            arg_raws: std::sync::OnceLock::new(),
             fields,
         })
     }
@@ -130,7 +123,10 @@ impl Job {
     /// `i64` and `u64` hold exactly are rounded here; [`Job::arg_raw`] and
     /// [`Job::args_raw`] give them as written.
     pub fn args(&self) -> &[Value] {
-        &self.args
+        match self.fields.get("args") {
+            Some(Value::Array(args)) => args,
+            _ => &[],
+        }
     }
 
     /// The `args` array exactly as written in the payload: numbers, key
@@ -148,12 +144,13 @@ impl Job {
 
     /// One element of `args`, exactly as written.
     pub fn arg_raw(&self, index: usize) -> Option<&RawValue> {
-        self.arg_raws.get(index).map(|a| &**a)
+        self.arg_raws().get(index).map(|a| &**a)
     }
 
     /// Every element of `args`, exactly as written.
     pub fn arg_raws(&self) -> &[Box<RawValue>] {
-        &self.arg_raws
+        self.arg_raws
+            .get_or_init(|| serde_json::from_str(self.args_raw.get()).unwrap_or_default())
     }
 
     /// The `args` array as JSON text, byte for byte as in the payload, as

@@ -8,8 +8,6 @@ use crate::identity::Identity;
 use crate::keys::Keys;
 use crate::payload::JobState;
 
-const STARTED_LUA: &str = include_str!("../lua/started.lua");
-
 /// How many queue keys the reserve script pops over in one LMPOP (the same
 /// number is in `lua/reserve.lua`). A longer list is reserved from through
 /// its occupied part; see `Worker::queue_set`.
@@ -218,7 +216,7 @@ impl Store {
             return Ok(());
         };
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(STARTED_LUA)
+        cmd.arg(&self.scripts.started)
             .arg(1 + usize::from(job_id.is_some()))
             .arg(self.keys.worker(worker_id));
         if let Some(id) = job_id {

@@ -57,6 +57,17 @@ struct Scripts {
     promote: Script,
     release_lock: Script,
     retry_failed: Script,
+    /// `lua/started.lua` without its comments: sent whole with every job
+    /// (EVAL, see `Store::job_started`), so only the code travels.
+    started: String,
+}
+
+/// Lua source without its comment lines.
+fn code_only(lua: &str) -> String {
+    lua.lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A connection to one Redis, reconnecting lazily after a failure.
@@ -120,6 +131,7 @@ impl Store {
                     include_str!("../lua/retry_failed.lua")
                 )),
                 take_lock: Script::new(include_str!("../lua/take_lock.lua")),
+                started: code_only(include_str!("../lua/started.lua")),
                 promote: Script::new(&format!(
                     "{}\n{}",
                     include_str!("../lua/strict_json.lua"),
@@ -257,4 +269,16 @@ pub(super) fn utf8_or_skip(bytes: Vec<u8>, set: &str) -> Option<String> {
             )
         })
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn code_only_drops_comment_lines_and_keeps_the_code() {
+        let lua = "-- why\nlocal x = 1 -- kept: code first\n  -- indented why\nreturn x";
+        assert_eq!(
+            super::code_only(lua),
+            "local x = 1 -- kept: code first\nreturn x"
+        );
+    }
 }
