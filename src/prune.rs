@@ -192,10 +192,12 @@ fn prune_under_lock(
                 format!("Worker {id} did not gracefully exit while processing {class}"),
             )
         };
-        if WorkerId::parse(&id).is_some_and(|w| w.host == hostname) {
-            stop_job_processes(store, &id)?;
-        }
-        let job = unregister(store, &id, &failure, policy.requeue_orphans, now)?;
+        let gone = if WorkerId::parse(&id).is_some_and(|w| w.host == hostname) {
+            Processes::StopLeftovers
+        } else {
+            Processes::Elsewhere
+        };
+        let job = unregister(store, &id, &failure, policy.requeue_orphans, gone, now)?;
         pruned.push(Pruned {
             reason: format!("its last heartbeat is {age} s old"),
             worker_id: id,
@@ -269,8 +271,14 @@ pub fn file_dead_worker(
     policy: &PrunePolicy,
     now: i64,
 ) -> Result<Unregistered> {
-    stop_job_processes(store, worker_id)?;
-    unregister(store, worker_id, &dirty_exit, policy.requeue_orphans, now)
+    unregister(
+        store,
+        worker_id,
+        &dirty_exit,
+        policy.requeue_orphans,
+        Processes::StopLeftovers,
+        now,
+    )
 }
 
 /// Stops what is left of the job of a dead worker of this host: a job
@@ -279,14 +287,9 @@ pub fn file_dead_worker(
 /// contract 4), and only processes whose environment says they were started
 /// for this worker (`RESQUE_WORKER`) are killed: a process group id can be
 /// reused once every member has gone.
-pub fn stop_job_processes(store: &mut Store, worker_id: &str) -> Result<()> {
-    let Some(pgid) = store
-        .in_flight(worker_id)?
-        .and_then(|record| WorkerRecord::parse(&record))
-        .and_then(|record| record.pgid)
-        .filter(|&pgid| pgid > 1)
-    else {
-        return Ok(());
+fn stop_job_processes(worker_id: &str, record: &WorkerRecord) {
+    let Some(pgid) = record.pgid.filter(|&pgid| pgid > 1) else {
+        return;
     };
     let mark = format!("RESQUE_WORKER={worker_id}");
     let mut stopped = 0;
@@ -304,7 +307,6 @@ pub fn stop_job_processes(store: &mut Store, worker_id: &str) -> Result<()> {
             "stopped {stopped} process(es) left running by the job of dead worker {worker_id} (process group {pgid})"
         );
     }
-    Ok(())
 }
 
 /// What [`unregister`] did with the worker's job.
@@ -332,6 +334,16 @@ pub struct Orphan {
     pub failure: Failure,
 }
 
+/// What is left of a removed worker's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processes {
+    /// None: the worker is this process, exiting, or it ran elsewhere.
+    Elsewhere,
+    /// A dead worker of this host: stop what its job left running before
+    /// filing the job (see `stop_job_processes`).
+    StopLeftovers,
+}
+
 /// Removes a worker and all its keys, atomically. A job it still held gets a
 /// failure record from `make_failure(class)` (and counts as processed and
 /// failed), or, with `requeue`, goes back to the head of its queue once (see
@@ -343,6 +355,7 @@ pub fn unregister(
     worker_id: &str,
     make_failure: &dyn Fn(&str) -> Failure,
     requeue: bool,
+    processes: Processes,
     now: i64,
 ) -> Result<Unregistered> {
     // The in-flight record can change between our read and the removal only
@@ -363,7 +376,11 @@ pub fn unregister(
             }
             continue;
         };
-        let (payload, queue, class) = match WorkerRecord::parse(bytes) {
+        let parsed = WorkerRecord::parse(bytes);
+        if let (Some(record), Processes::StopLeftovers) = (&parsed, processes) {
+            stop_job_processes(worker_id, record);
+        }
+        let (payload, queue, class) = match parsed {
             Some(r) => (
                 r.payload.get().as_bytes().to_vec(),
                 r.queue.clone(),

@@ -126,6 +126,7 @@ impl Worker<'_> {
                 &self.me.id,
                 &prune::dirty_exit,
                 requeue,
+                prune::Processes::Elsewhere,
                 timefmt::now_epoch(),
             ) {
                 Ok(job) => {
