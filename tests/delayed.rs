@@ -233,7 +233,8 @@ fn scheduler_0_leaves_delayed_jobs_alone() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
     let item = r#"{"class":"Log","args":[],"queue":"q"}"#;
-    ruby_delayed_push(&redis, redis_now(&redis) - 1, item);
+    let due = redis_now(&redis) - 1;
+    ruby_delayed_push(&redis, due, item);
     for off in [&["SCHEDULER", "0"][..], &["SCHEDULER", "false"][..]] {
         let mut c = worker(&redis, &jobs, "q", "0");
         c.env(off[0], off[1]);
@@ -250,8 +251,44 @@ fn scheduler_0_leaves_delayed_jobs_alone() {
             .unwrap(),
         1
     );
-    let parsed: Value = serde_json::from_str(item).unwrap();
-    assert_eq!(parsed["queue"], "q");
+    assert_eq!(redis.list(&format!("resque:delayed:{due}")), [item]);
+}
+
+#[test]
+fn a_promotion_that_fails_is_logged_once_and_tried_again() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.logging("");
+    // The schedule is not a sorted set: every promotion fails.
+    let _: () = redis
+        .conn()
+        .set("resque:delayed_queue_schedule", "not a zset")
+        .unwrap();
+    let logfile = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0.05");
+    cmd.env("SCHEDULER_INTERVAL", "0.05");
+    log_to(&mut cmd, &logfile);
+    let mut child = cmd.spawn().unwrap();
+    redis.push("q", r#"{"class":"Log","args":["now"]}"#);
+    wait_until("the worker works on regardless", || line_count(&log) == 1);
+    wait_until("promotion failed and said so", || {
+        logged(&logfile, "promoting delayed jobs again next turn") == 1
+    });
+    // Mended: the next turn promotes.
+    let _: () = redis.conn().del("resque:delayed_queue_schedule").unwrap();
+    ruby_delayed_push(
+        &redis,
+        redis_now(&redis) - 1,
+        r#"{"class":"Log","args":["later"],"queue":"q"}"#,
+    );
+    wait_until("the delayed job runs", || line_count(&log) == 2);
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(
+        logged(&logfile, "promoting delayed jobs again next turn"),
+        1,
+        "one line for the whole failure"
+    );
 }
 
 #[test]
