@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build run test tools chaos bench
+.PHONY: all build run test tools chaos soak bench
 
 all: build
 
@@ -29,6 +29,11 @@ test: tools
 ## replay one; CHAOS_JOBS). make test runs a short round of the same test.
 chaos: tools
 	$(CARGO) test --release --test chaos chaos_long -- --ignored --nocapture
+
+## make soak: the recurring-jobs soak (SOAK_SECONDS, default 300): three
+## pools killed at random while an every-1s entry runs. make test runs 20 s.
+soak: tools
+	SOAK_SECONDS=$${SOAK_SECONDS:-300} $(CARGO) test --release --test recurring recurring_soak -- --nocapture
 
 ## make bench: the benchmark (not a test): one table, and target/bench.json.
 ## BENCH_SCALE=0.1 for a quick rough run.

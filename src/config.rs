@@ -172,9 +172,23 @@ pub struct WorkerSettings {
     pub blocking: bool,
     /// Pass the Redis connection variables on to jobs (`JOB_ENV_KEEP_REDIS`).
     pub job_env_keep_redis: bool,
-    /// How often this pool promotes due delayed jobs; `None` = it does not
-    /// (`SCHEDULER=0`).
-    pub scheduler: Option<Duration>,
+    /// This pool's scheduler (delayed and recurring jobs); `None` = it has
+    /// none (`SCHEDULER=0`).
+    pub scheduler: Option<SchedulerSettings>,
+}
+
+/// How a pool promotes delayed jobs and enqueues recurring ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerSettings {
+    /// `SCHEDULER_INTERVAL`: time between turns.
+    pub interval: Duration,
+    /// `SCHEDULE`: resque-scheduler's schedule file, re-read on SIGHUP.
+    pub schedule_file: Option<PathBuf>,
+    /// `SCHEDULE_CATCHUP`: how old a tick missed while no pool ran may be
+    /// and still be enqueued; `None` = only the last few seconds'.
+    pub catchup: Option<Duration>,
+    /// `RAILS_ENV`: picks the entries whose `rails_env`/`env` names it.
+    pub env: Option<String>,
 }
 
 /// Limits on each job process.

@@ -133,6 +133,23 @@ impl Keys {
         self.key(&format!("{}resque_scheduler_master_lock", self.prefix))
     }
 
+    /// resque-scheduler's dynamic schedules: name → JSON configuration.
+    pub fn persistent_schedules(&self) -> String {
+        self.key("persistent_schedules")
+    }
+
+    /// resque-scheduler's record of each recurring entry's last enqueue
+    /// (name → Ruby `Time#to_s`), shown by resque-web's Schedule tab.
+    pub fn last_enqueued_at(&self) -> String {
+        self.key("delayed:last_enqueued_at")
+    }
+
+    /// Ours: each recurring entry's latest tick enqueued (name → epoch
+    /// seconds), the claim that makes every tick run once across pools.
+    pub fn schedule_ticks(&self) -> String {
+        self.key("resque-fork:schedule_ticks")
+    }
+
     /// Set to `true` by an operator to pause every worker.
     pub fn pause_all(&self) -> String {
         self.key("pause-all-workers")
@@ -189,5 +206,8 @@ mod tests {
             k.ruby_scheduler_lock(),
             "resque:resque:resque_scheduler_master_lock"
         );
+        assert_eq!(k.persistent_schedules(), "resque:persistent_schedules");
+        assert_eq!(k.last_enqueued_at(), "resque:delayed:last_enqueued_at");
+        assert_eq!(k.schedule_ticks(), "resque:resque-fork:schedule_ticks");
     }
 }

@@ -54,7 +54,10 @@
 //! Every pool (the supervisor, or a lone worker) also promotes delayed jobs
 //! ([`promoter`]): due items on resque-scheduler's keys move onto their
 //! queues in one atomic script per batch ([`store::delayed`]), so any number
-//! of pools do it side by side, each item exactly once.
+//! of pools do it side by side, each item exactly once. With a [`schedule`]
+//! (resque-scheduler's file, and its dynamic schedules in Redis), the same
+//! turn enqueues recurring jobs ([`recurring`]): each entry's due ticks are
+//! claimed by one atomic script, so each tick runs once across all pools.
 //!
 //! At startup, and every PRUNE_INTERVAL after, a worker finds dead workers
 //! (stale heartbeat on any host; on its own, a gone or reused pid, looked up
@@ -155,7 +158,11 @@ pub mod prune;
 #[doc(hidden)]
 pub mod queues;
 #[doc(hidden)]
+pub mod recurring;
+#[doc(hidden)]
 pub mod report;
+#[doc(hidden)]
+pub mod schedule;
 #[doc(hidden)]
 pub mod signals;
 #[doc(hidden)]
@@ -166,6 +173,8 @@ pub mod supervisor;
 pub mod timefmt;
 #[doc(hidden)]
 pub mod worker;
+#[doc(hidden)]
+pub mod yaml;
 
 pub use error::{Error, Result};
 pub use handlers::{ArgsLayout, Flow, JobError, JobResult, Registry, TypedJob};

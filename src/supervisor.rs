@@ -67,12 +67,16 @@ pub fn run(
     // Connects when first used: to account for a killed worker, and to
     // promote due delayed jobs (the pool's duty; its workers leave it to us).
     let mut store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
-    let mut promoter = settings.scheduler.map(|every| {
-        Promoter::new(
-            every,
-            format!("{}:{me}:supervisor", crate::identity::hostname()),
-        )
-    });
+    let mut promoter = settings
+        .scheduler
+        .as_ref()
+        .map(|s| {
+            Promoter::new(
+                s,
+                format!("{}:{me}:supervisor", crate::identity::hostname()),
+            )
+        })
+        .transpose()?;
     let settings = &WorkerSettings {
         scheduler: None,
         ..settings.clone()
@@ -128,6 +132,11 @@ pub fn run(
         for sig in signals.drain() {
             match sig {
                 Signal::SIGCHLD => {}
+                Signal::SIGHUP if promoter.as_ref().is_some_and(|p| p.has_schedule_file()) => {
+                    if let Some(p) = promoter.as_mut() {
+                        p.reload();
+                    }
+                }
                 Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP => {
                     log::info!("{} received: stopping the workers", sig.as_str());
                     // HUP means our own terminal or parent went away: the

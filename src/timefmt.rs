@@ -214,6 +214,47 @@ pub fn parse_any(text: &str) -> Option<i64> {
     }
 }
 
+/// A duration as rufus-scheduler (resque-scheduler's `every`) and
+/// `enqueue --in` write it: whole numbers with units `s`, `m`, `h`, `d`, `w`,
+/// `M` (30 days) and `y` (365 days), in any combination (`1h30m`); a bare
+/// number is seconds. Returns seconds, or `None` for anything else.
+///
+/// ```
+/// use resque_fork::timefmt::parse_duration;
+/// assert_eq!(parse_duration("90"), Some(90));
+/// assert_eq!(parse_duration("5m"), Some(300));
+/// assert_eq!(parse_duration("1h30m"), Some(5400));
+/// assert_eq!(parse_duration("2w"), Some(1_209_600));
+/// assert_eq!(parse_duration("soon"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            'M' => 30 * 86_400,
+            'y' => 365 * 86_400,
+            _ => return None,
+        };
+        let n: u64 = std::mem::take(&mut digits).parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    digits.is_empty().then_some(total)
+}
+
 /// A person's reading of an age: `12s`, `3m`, `5h`, `2d`.
 ///
 /// ```

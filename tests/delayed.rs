@@ -217,7 +217,7 @@ fn a_running_ruby_scheduler_is_left_to_promote_and_is_taken_over_when_gone() {
     log_to(&mut cmd, &logfile);
     let mut child = cmd.spawn().unwrap();
     wait_until("the worker sees the Ruby scheduler", || {
-        logged(&logfile, "leaving delayed jobs to it") == 1
+        logged(&logfile, "leaving delayed and recurring jobs to it") == 1
     });
     assert_eq!(line_count(&log), 0, "not promoted beside a live Ruby mover");
     let _: () = redis.conn().del(lock).unwrap();
@@ -272,7 +272,7 @@ fn a_promotion_that_fails_is_logged_once_and_tried_again() {
     redis.push("q", r#"{"class":"Log","args":["now"]}"#);
     wait_until("the worker works on regardless", || line_count(&log) == 1);
     wait_until("promotion failed and said so", || {
-        logged(&logfile, "promoting delayed jobs again next turn") == 1
+        logged(&logfile, "scheduling again next turn") == 1
     });
     // Mended: the next turn promotes.
     let _: () = redis.conn().del("resque:delayed_queue_schedule").unwrap();
@@ -285,7 +285,7 @@ fn a_promotion_that_fails_is_logged_once_and_tried_again() {
     signal(child.id(), libc::SIGQUIT);
     assert!(wait_exit(&mut child).success());
     assert_eq!(
-        logged(&logfile, "promoting delayed jobs again next turn"),
+        logged(&logfile, "scheduling again next turn"),
         1,
         "one line for the whole failure"
     );

@@ -160,6 +160,20 @@ pub(super) struct WorkArgs {
     #[arg(long, env = "SCHEDULER_INTERVAL", default_value = "1", value_name = "SECONDS",
           value_parser = parse_positive)]
     scheduler_interval: std::time::Duration,
+    /// Recurring jobs: resque-scheduler's schedule file (YAML), re-read on SIGHUP
+    #[arg(long, env = "SCHEDULE", value_name = "FILE")]
+    schedule: Option<PathBuf>,
+    /// Replay the ticks of recurring jobs missed while no pool ran, up to this old (90s, 10m, 1h); by default they are skipped
+    #[arg(long, env = "SCHEDULE_CATCHUP", value_name = "DURATION", value_parser = parse_delay)]
+    schedule_catchup: Option<std::time::Duration>,
+    /// The environment whose recurring entries run (an entry's rails_env/env list)
+    #[arg(
+        long = "environment",
+        env = "RAILS_ENV",
+        value_name = "NAME",
+        hide_short_help = true
+    )]
+    environment: Option<String>,
     /// Seconds to wait for an unreachable Redis at startup before exiting 1; 0 = exit at once
     #[arg(long, env = "REDIS_STARTUP_TIMEOUT", default_value = "30", value_name = "SECONDS",
           value_parser = config::parse_interval)]
@@ -380,6 +394,21 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 }
 
 impl WorkArgs {
+    fn scheduler_settings(&self) -> Result<Option<config::SchedulerSettings>> {
+        if !self.scheduler {
+            if self.schedule.is_some() {
+                log::warn!("SCHEDULE is set but SCHEDULER=0: this pool runs no recurring jobs");
+            }
+            return Ok(None);
+        }
+        Ok(Some(config::SchedulerSettings {
+            interval: self.scheduler_interval,
+            schedule_file: self.schedule.as_deref().map(config::absolute).transpose()?,
+            catchup: self.schedule_catchup,
+            env: self.environment.clone().filter(|e| !e.is_empty()),
+        }))
+    }
+
     pub(super) fn settings(&self) -> Result<WorkerSettings> {
         let list = non_empty(&self.queues)
             .or(non_empty(&self.queue))
@@ -406,7 +435,7 @@ impl WorkArgs {
             redis_startup_timeout: self.redis_startup_timeout,
             blocking: self.blocking,
             job_env_keep_redis: self.job_env_keep_redis,
-            scheduler: self.scheduler.then_some(self.scheduler_interval),
+            scheduler: self.scheduler_settings()?,
             limits: config::JobLimits {
                 timeout: self.job_timeout,
                 memory_bytes: self.job_memory_limit,
@@ -448,21 +477,10 @@ fn parse_heartbeat(text: &str) -> std::result::Result<std::time::Duration, Strin
 
 /// `enqueue --in`: seconds, or a number with `s`, `m`, `h` or `d`.
 fn parse_delay(text: &str) -> std::result::Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (digits, unit) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1),
-        Some((i, 'm')) => (&t[..i], 60),
-        Some((i, 'h')) => (&t[..i], 3600),
-        Some((i, 'd')) => (&t[..i], 86_400),
-        _ => (t, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
+    crate::timefmt::parse_duration(text)
         .filter(|&s| s <= 1_000_000_000)
         .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is not a delay (90, 90s, 5m, 2h or 1d)"))
+        .ok_or_else(|| format!("{text:?} is not a delay (90, 90s, 5m, 2h, 1d or 1h30m)"))
 }
 
 /// `enqueue --at`: Unix seconds, or an RFC 3339 time.

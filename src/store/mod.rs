@@ -13,7 +13,8 @@
 //! - [`admin`]: what the operations commands read and change: queues and the
 //!   failed list;
 //! - [`enqueue`]: putting jobs on queues;
-//! - [`delayed`]: delayed jobs on resque-scheduler's keys.
+//! - [`delayed`]: delayed jobs on resque-scheduler's keys;
+//! - [`recurring`]: recurring jobs' dynamic schedules and tick claims.
 //!
 //! Every script is atomic like `MULTI`/`EXEC`, and can make a write depend on
 //! what it reads, which `MULTI` cannot. Policy (which worker is dead, what
@@ -23,11 +24,13 @@ pub mod admin;
 pub mod delayed;
 pub mod enqueue;
 pub mod jobs;
+pub mod recurring;
 pub mod workers;
 
 pub use admin::WorkerKeys;
 pub use delayed::Promoted;
 pub use jobs::{Outcome, QueueSet, Reserved, RESERVE_CHUNK};
+pub use recurring::{Claimed, TickJob};
 pub use workers::{HeldJob, PruneLock, Registration, Removal};
 
 use crate::error::{Error, Result};
@@ -55,6 +58,7 @@ struct Scripts {
     take_over_lock: Script,
     occupied: Script,
     promote: Script,
+    recurring: Script,
     release_lock: Script,
     retry_failed: Script,
     /// `lua/started.lua` without its comments: sent whole with every job
@@ -137,6 +141,7 @@ impl Store {
                     include_str!("../lua/strict_json.lua"),
                     include_str!("../lua/promote.lua")
                 )),
+                recurring: Script::new(include_str!("../lua/recurring.lua")),
                 occupied: Script::new(
                     "local out = {} for i = 1, #KEYS do if redis.call('EXISTS', KEYS[i]) == 1 then out[#out + 1] = i - 1 end end return out",
                 ),

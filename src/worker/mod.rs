@@ -166,7 +166,9 @@ impl<'r> Worker<'r> {
         };
         let promoter = settings
             .scheduler
-            .map(|every| Promoter::new(every, me.id.clone()));
+            .as_ref()
+            .map(|s| Promoter::new(s, me.id.clone()))
+            .transpose()?;
         Ok(Worker {
             doorbells,
             me,
@@ -388,6 +390,18 @@ impl<'r> Worker<'r> {
                 Signal::SIGQUIT => self.stop_after_job("QUIT"),
                 Signal::SIGTERM if self.settings.graceful_term => {
                     self.stop_after_job("TERM (GRACEFUL_TERM)")
+                }
+                // With a schedule file, HUP re-reads it (a lone worker is its
+                // pool); a supervised worker's HUP is its supervisor's death.
+                Signal::SIGHUP
+                    if self
+                        .promoter
+                        .as_ref()
+                        .is_some_and(|p| p.has_schedule_file()) =>
+                {
+                    if let Some(p) = self.promoter.as_mut() {
+                        p.reload();
+                    }
                 }
                 Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP => {
                     log::info!("{} received: stopping now", sig.as_str());
