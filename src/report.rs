@@ -132,6 +132,43 @@ pub fn delayed_items(ts: i64, items: &[String]) -> String {
         .collect()
 }
 
+/// `delayed remove` / `delayed run-now`.
+pub fn delayed_taken(n: u64, run: bool) -> String {
+    match (n, run) {
+        (0, _) => "no delayed job matched\n".into(),
+        (1, true) => "enqueued 1 delayed job now\n".into(),
+        (1, false) => "removed 1 delayed job\n".into(),
+        (n, true) => format!("enqueued {n} delayed jobs now\n"),
+        (n, false) => format!("removed {n} delayed jobs\n"),
+    }
+}
+
+/// `schedule`.
+pub fn schedule(rows: &[crate::ops::ScheduleRow]) -> String {
+    if rows.is_empty() {
+        return "no recurring jobs (SCHEDULE names none, and persistent_schedules is empty)\n"
+            .into();
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.when.clone(),
+                r.class.clone(),
+                r.queue.clone(),
+                r.next_run.map_or("-".into(), timefmt::iso8601_z),
+                r.last_enqueued_at.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "WHEN", "CLASS", "QUEUE", "NEXT", "LAST"],
+        &body,
+        WIDTH,
+    )
+}
+
 /// `delayed clear`.
 pub fn delayed_cleared(n: i64) -> String {
     format!("cleared the delayed jobs: {n} deleted\n")

@@ -392,6 +392,65 @@ fn info_and_the_delayed_commands_show_what_waits() {
 }
 
 #[test]
+fn delayed_remove_and_run_now_find_jobs_by_content_whoever_wrote_them() {
+    let redis = RedisServer::start();
+    let at = redis_now(&redis) + 3600;
+    let ruby = r#"{"class":"Foo","args":[1,{"a":2}],"queue":"q"}"#;
+    let node = r#"{"class":"Foo","queue":"q","args":[1,{"a":2}]}"#;
+    let other_args = r#"{"class":"Foo","args":[3],"queue":"q"}"#;
+    let other_queue = r#"{"class":"Foo","args":[1,{"a":2}],"queue":"r"}"#;
+    let other_class = r#"{"class":"Bar","args":[1,{"a":2}],"queue":"q"}"#;
+    ruby_delayed_push(&redis, at, ruby);
+    let _: () = redis
+        .conn()
+        .rpush(format!("resque:delayed:{}", at + 1), node)
+        .unwrap();
+    let _: () = redis
+        .conn()
+        .zadd("resque:delayed_queue_schedule", at + 1, at + 1)
+        .unwrap();
+    for item in [other_args, other_queue, other_class] {
+        ruby_delayed_push(&redis, at + 2, item);
+    }
+    // As Ruby's remove_delayed_in_queue(Foo, "q", 1, {"a" => 2}): args
+    // compared as JSON values, in either writer's layout.
+    let (code, out, err) = cli(
+        &redis,
+        &["delayed", "remove", "q", "Foo", "1", r#"{"a": 2}"#],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "removed 2 delayed jobs\n"),
+        "{err}"
+    );
+    assert!(redis
+        .keys()
+        .iter()
+        .all(|k| !k.ends_with(&format!(":{at}")) && !k.ends_with(&format!(":{}", at + 1))));
+    assert!(redis
+        .members(&format!("resque:timestamps:{ruby}"))
+        .is_empty());
+    let (_, out, _) = cli(
+        &redis,
+        &["delayed", "run-now", "q", "Foo", "--any-args", "--json"],
+    );
+    assert_eq!(out.trim(), r#"{"enqueued":1}"#);
+    assert_eq!(
+        redis.list("resque:queue:q"),
+        [r#"{"class":"Foo","args":[3]}"#]
+    );
+    assert!(redis.members("resque:queues").contains(&"q".to_string()));
+    let (_, out, _) = cli(&redis, &["delayed", "remove", "q", "Nothing"]);
+    assert_eq!(out, "no delayed job matched\n");
+    assert_eq!(
+        redis.list(&format!("resque:delayed:{}", at + 2)),
+        [other_queue, other_class]
+    );
+    let listed: Value = serde_json::from_str(&cli(&redis, &["delayed", "--json"]).1).unwrap();
+    assert_eq!(listed["count"], 2, "`delayed` alone lists");
+}
+
+#[test]
 fn the_library_schedules_the_same_bytes() {
     let redis = RedisServer::start();
     let producer = resque_fork::Producer::connect(&redis.url()).unwrap();

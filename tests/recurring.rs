@@ -167,6 +167,55 @@ fn sighup_rereads_the_schedule_file_and_a_bad_file_keeps_the_old_one() {
 }
 
 #[test]
+fn the_schedule_command_shows_each_entry_with_its_next_and_last_run() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let file = schedule_file(
+        &jobs,
+        "nightly:\n  cron: '0 3 * * * UTC'\n  class: Report\n  queue: low\n  args: {full: true}\n  description: the report\n",
+    );
+    let _: () = redis
+        .conn()
+        .hset(
+            "resque:persistent_schedules",
+            "dyn",
+            r#"{"class":"Dyn","every":"1h","queue":"dq"}"#,
+        )
+        .unwrap();
+    let _: () = redis
+        .conn()
+        .hset(
+            "resque:delayed:last_enqueued_at",
+            "nightly",
+            "2026-11-28 03:00:00 +0000",
+        )
+        .unwrap();
+    let out = run({
+        let mut c = command(&redis);
+        c.env("SCHEDULE", &file).args(["schedule", "--json"]);
+        c
+    });
+    assert_ok(&out);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let now = redis_now(&redis);
+    assert_eq!(rows[0]["name"], "dyn");
+    assert_eq!(rows[0]["origin"], "redis");
+    assert_eq!(rows[0]["next_run"], (now / 3600 + 1) * 3600);
+    assert_eq!(rows[1]["name"], "nightly");
+    assert_eq!(rows[1]["when"], r#"cron "0 3 * * * UTC""#);
+    assert_eq!(rows[1]["args"], serde_json::json!([{"full": true}]));
+    assert_eq!(rows[1]["next_run"].as_i64().unwrap() % 86_400, 3 * 3600);
+    assert_eq!(rows[1]["last_enqueued_at"], "2026-11-28 03:00:00 +0000");
+    assert_eq!(rows[1]["description"], "the report");
+    let (code, text, _) = cli(&redis, &["schedule"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.starts_with("NAME") && text.contains("every 1h"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_schedule_that_cannot_run_stops_the_start() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();

@@ -231,9 +231,13 @@ pub(super) enum Command {
     Failed(FailedCommand),
     /// Look for dead workers now and account for their jobs, as a worker does
     Prune,
-    /// Delayed jobs (resque-scheduler's keys): list, show, clear
-    #[command(subcommand)]
-    Delayed(DelayedCommand),
+    /// Delayed jobs (resque-scheduler's keys): list (the default), show, remove, run-now, clear
+    Delayed {
+        #[command(subcommand)]
+        command: Option<DelayedCommand>,
+    },
+    /// The recurring jobs (SCHEDULE's file and persistent_schedules) with their next and last runs
+    Schedule,
     /// Print a shell completion script: resque-fork completions bash > /etc/bash_completion.d/resque-fork
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -252,12 +256,47 @@ pub(super) enum DelayedCommand {
         /// Epoch seconds, as `delayed list` shows them
         timestamp: i64,
     },
+    /// Delete the delayed jobs of QUEUE and CLASS with these args (by content, as Ruby's remove_delayed_in_queue)
+    Remove(DelayedSelectionArgs),
+    /// Enqueue the matching delayed jobs now instead of at their time
+    RunNow(DelayedSelectionArgs),
     /// Delete every delayed job
     Clear {
         /// Do not ask
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DelayedSelectionArgs {
+    /// The queue the jobs are for
+    queue: String,
+    /// The job class
+    class: String,
+    /// The args, each parsed as JSON or taken as a string (none: args [])
+    #[arg(conflicts_with = "any_args")]
+    args: Vec<String>,
+    /// Match the jobs of QUEUE and CLASS whatever their args
+    #[arg(long)]
+    any_args: bool,
+}
+
+impl DelayedSelectionArgs {
+    pub(super) fn selection(&self) -> ops::DelayedSelection<'_> {
+        ops::DelayedSelection {
+            queue: &self.queue,
+            class: &self.class,
+            args: (!self.any_args).then(|| {
+                serde_json::Value::Array(
+                    self.args
+                        .iter()
+                        .map(|a| crate::producer::parse_arg(a))
+                        .collect(),
+                )
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,6 +433,14 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 }
 
 impl WorkArgs {
+    /// The schedule file and environment `schedule` reads.
+    pub(super) fn schedule_source(&self) -> Result<(Option<PathBuf>, Option<String>)> {
+        Ok((
+            self.schedule.as_deref().map(config::absolute).transpose()?,
+            self.environment.clone().filter(|e| !e.is_empty()),
+        ))
+    }
+
     fn scheduler_settings(&self) -> Result<Option<config::SchedulerSettings>> {
         if !self.scheduler {
             if self.schedule.is_some() {

@@ -161,14 +161,41 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
                 print_text(&report::failed_cleared(n))?;
             }
         }
-        Command::Delayed(DelayedCommand::List) => {
+        Command::Delayed {
+            command: None | Some(DelayedCommand::List),
+        } => {
             show(json, &ops::delayed(&mut store)?, report::delayed);
         }
-        Command::Delayed(DelayedCommand::Show { timestamp }) => {
+        Command::Delayed {
+            command: Some(DelayedCommand::Show { timestamp }),
+        } => {
             let items = ops::delayed_show(&mut store, *timestamp)?;
             show(json, &items, |i| report::delayed_items(*timestamp, i));
         }
-        Command::Delayed(DelayedCommand::Clear { yes }) => {
+        Command::Delayed {
+            command: Some(DelayedCommand::Remove(which)),
+        } => {
+            let n = ops::delayed_take(&mut store, &which.selection(), false)?;
+            show(json, &serde_json::json!({ "removed": n }), |_| {
+                report::delayed_taken(n, false)
+            });
+        }
+        Command::Delayed {
+            command: Some(DelayedCommand::RunNow(which)),
+        } => {
+            let n = ops::delayed_take(&mut store, &which.selection(), true)?;
+            show(json, &serde_json::json!({ "enqueued": n }), |_| {
+                report::delayed_taken(n, true)
+            });
+        }
+        Command::Schedule => {
+            let (file, env) = cli.work.schedule_source()?;
+            let rows = ops::schedule(&mut store, file.as_deref(), env.as_deref())?;
+            show(json, &rows, |r| report::schedule(r));
+        }
+        Command::Delayed {
+            command: Some(DelayedCommand::Clear { yes }),
+        } => {
             if confirm(*yes, "Delete every delayed job?")? {
                 let n = ops::delayed_clear(&mut store)?;
                 print_text(&report::delayed_cleared(n))?;

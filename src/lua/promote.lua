@@ -14,18 +14,6 @@ local now = tonumber(redis.call('TIME')[1])
 local limit = tonumber(ARGV[2])
 local prefix = ARGV[1]
 
--- The payload is the item without its `queue` member, cut out of the text
--- (never decoded and encoded again): Ruby and php write it last, node-resque
--- second, after `class`. Another layout keeps its `queue` field, which
--- workers ignore.
-local function without_queue(item)
-  local out, n = string.gsub(item, ',%s*"queue"%s*:%s*"[^"\\]*"(%s*}%s*)$', '%1')
-  if n == 1 then return out end
-  out, n = string.gsub(item, '^(%s*{%s*"class"%s*:%s*"[^"\\]*"%s*),%s*"queue"%s*:%s*"[^"\\]*"', '%1')
-  if n == 1 then return out end
-  return item
-end
-
 local moved, filed = 0, 0
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 for _, ts in ipairs(due) do

@@ -278,6 +278,93 @@ pub fn delayed_show(store: &mut Store, ts: i64) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Which delayed jobs `delayed remove` and `delayed run-now` take: those
+/// of one queue and class, with given args (as Ruby's
+/// `remove_delayed_in_queue` and `enqueue_delayed_with_queue` find them,
+/// whichever client wrote them) or any.
+#[derive(Debug, Clone)]
+pub struct DelayedSelection<'a> {
+    pub queue: &'a str,
+    pub class: &'a str,
+    /// `None`: any args.
+    pub args: Option<serde_json::Value>,
+}
+
+impl DelayedSelection<'_> {
+    fn matches(&self, item: &[u8]) -> bool {
+        let Ok(serde_json::Value::Object(job)) = serde_json::from_slice(item) else {
+            return false;
+        };
+        job.get("queue").and_then(|q| q.as_str()) == Some(self.queue)
+            && job.get("class").and_then(|c| c.as_str()) == Some(self.class)
+            && self
+                .args
+                .as_ref()
+                .is_none_or(|a| job.get("args") == Some(a))
+    }
+}
+
+/// `delayed remove` (`run = false`) or `delayed run-now` (`run = true`):
+/// how many delayed jobs were taken.
+pub fn delayed_take(store: &mut Store, selection: &DelayedSelection, run: bool) -> Result<u64> {
+    let found: Vec<(i64, Vec<u8>)> = store
+        .all_delayed()?
+        .into_iter()
+        .filter(|(_, item)| selection.matches(item))
+        .collect();
+    store.take_delayed(selection.queue, &found, run)
+}
+
+/// A recurring entry as `schedule` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleRow {
+    pub name: String,
+    /// `file` (SCHEDULE) or `redis` (persistent_schedules).
+    pub origin: crate::schedule::Origin,
+    /// `cron "…"` or `every …`.
+    pub when: String,
+    pub class: String,
+    pub queue: String,
+    pub args: Box<serde_json::value::RawValue>,
+    pub description: Option<String>,
+    /// The next tick, epoch seconds (Redis's clock).
+    pub next_run: Option<i64>,
+    /// The last enqueue, as resque-scheduler records it.
+    pub last_enqueued_at: Option<String>,
+    /// The latest tick enqueued, epoch seconds.
+    pub latest_tick: Option<i64>,
+}
+
+/// `schedule`: the recurring entries of `file` (for environment `env`) and
+/// of `persistent_schedules`, with their next and last runs.
+pub fn schedule(
+    store: &mut Store,
+    file: Option<&std::path::Path>,
+    env: Option<&str>,
+) -> Result<Vec<ScheduleRow>> {
+    let mut schedule = crate::schedule::Schedule::load(file, env)?;
+    schedule.set_dynamic(store.persistent_schedules()?);
+    let now = store.server_time()?;
+    let (mut last, mut ticks) = store.recurring_history()?;
+    Ok(schedule
+        .entries()
+        .into_iter()
+        .map(|e| ScheduleRow {
+            name: e.name.clone(),
+            origin: e.origin,
+            when: e.trigger.describe(),
+            class: e.class.clone(),
+            queue: e.queue.clone(),
+            args: serde_json::value::RawValue::from_string(e.args.clone())
+                .unwrap_or_else(|_| Default::default()),
+            description: e.description.clone(),
+            next_run: e.trigger.next_after(now),
+            last_enqueued_at: last.remove(&e.name),
+            latest_tick: ticks.remove(&e.name),
+        })
+        .collect())
+}
+
 /// `delayed clear`: how many items were deleted.
 pub fn delayed_clear(store: &mut Store) -> Result<i64> {
     store.clear_delayed()

@@ -109,6 +109,61 @@ impl Store {
         )
     }
 
+    /// Every delayed item with its timestamp, earliest first, as written.
+    pub fn all_delayed(&mut self) -> Result<Vec<(i64, Vec<u8>)>> {
+        self.with_conn(
+            || "reading the delayed jobs".into(),
+            |c, k, _| {
+                let stamps: Vec<i64> = redis::cmd("ZRANGE")
+                    .arg(k.delayed_schedule())
+                    .arg(0)
+                    .arg(-1)
+                    .query(c)?;
+                let mut pipe = redis::pipe();
+                for ts in &stamps {
+                    pipe.lrange(k.delayed(*ts), 0, -1);
+                }
+                let buckets: Vec<Vec<Vec<u8>>> = pipe.query(c)?;
+                Ok(stamps
+                    .into_iter()
+                    .zip(buckets)
+                    .flat_map(|(ts, items)| items.into_iter().map(move |i| (ts, i)))
+                    .collect())
+            },
+        )
+    }
+
+    /// Takes `items` (timestamp, exact text), all of `queue`, out of the
+    /// schedule; with `run`, pushes each onto `queue` as a payload. Returns
+    /// how many were still there. See `lua/take_delayed.lua`.
+    pub fn take_delayed(
+        &mut self,
+        queue: &str,
+        items: &[(i64, Vec<u8>)],
+        run: bool,
+    ) -> Result<u64> {
+        let mut taken = 0;
+        for chunk in items.chunks(500) {
+            let n: u64 = self.with_conn(
+                || format!("taking delayed jobs of queue {queue}"),
+                |c, k, s| {
+                    let mut call = s.take_delayed.prepare_invoke();
+                    call.key(k.delayed_schedule())
+                        .key(k.queues())
+                        .arg(k.prefix())
+                        .arg(if run { "run" } else { "remove" })
+                        .arg(queue);
+                    for (ts, item) in chunk {
+                        call.arg(*ts).arg(item.as_slice());
+                    }
+                    call.invoke(c)
+                },
+            )?;
+            taken += n;
+        }
+        Ok(taken)
+    }
+
     /// Deletes every delayed item, its `timestamps:` entry and the schedule,
     /// in one step; returns how many items there were.
     pub fn clear_delayed(&mut self) -> Result<i64> {

@@ -58,6 +58,7 @@ struct Scripts {
     take_over_lock: Script,
     occupied: Script,
     promote: Script,
+    take_delayed: Script,
     recurring: Script,
     release_lock: Script,
     retry_failed: Script,
@@ -137,9 +138,15 @@ impl Store {
                 take_lock: Script::new(include_str!("../lua/take_lock.lua")),
                 started: code_only(include_str!("../lua/started.lua")),
                 promote: Script::new(&format!(
-                    "{}\n{}",
+                    "{}\n{}\n{}",
                     include_str!("../lua/strict_json.lua"),
+                    include_str!("../lua/delayed_item.lua"),
                     include_str!("../lua/promote.lua")
+                )),
+                take_delayed: Script::new(&format!(
+                    "{}\n{}",
+                    include_str!("../lua/delayed_item.lua"),
+                    include_str!("../lua/take_delayed.lua")
                 )),
                 recurring: Script::new(include_str!("../lua/recurring.lua")),
                 occupied: Script::new(
