@@ -194,6 +194,72 @@ fn two_pools_promote_each_item_once() {
 }
 
 #[test]
+fn two_pools_and_node_resques_own_scheduler_promote_each_item_once() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.scratch("ran");
+    jobs.add(
+        "Log",
+        &format!("printf '%s\\n' \"$(cat)\" >> {}", log.display()),
+    );
+    let pool = || {
+        let mut c = worker(&redis, &jobs, "q", "0.1");
+        c.env("COUNT", "2").env("SCHEDULER_INTERVAL", "0.05");
+        c.spawn().unwrap()
+    };
+    let mut pools = [pool(), pool()];
+    wait_until("four workers", || {
+        redis.members("resque:workers").len() == 4
+    });
+    let started = jobs.scratch("node.err");
+    let node = std::process::Command::new("node")
+        .current_dir(interop_dir())
+        .arg("client.js")
+        .arg(redis.socket())
+        .arg("scheduler")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&started).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("node-resque's Scheduler runs", || {
+        logged(&started, "scheduler started") == 1
+    });
+    // 5,000 items over 100 timestamps, most due already, the last in ~2 s.
+    let now = redis_now(&redis);
+    ruby_delayed_push_many(
+        &redis,
+        (0..5000).map(|n| {
+            let ts = now - 97 + (n % 100);
+            (ts, format!(r#"{{"class":"Log","args":[{n}],"queue":"q"}}"#))
+        }),
+    );
+    wait_until("every job ran", || line_count(&log) >= 5000);
+    signal(node.id(), libc::SIGTERM);
+    let out = wait_output(node);
+    assert_ok(&out);
+    let by_node: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    // node-resque drops an emptied timestamp from the schedule in a later
+    // step, which its stop may cut off; our pools drop it at their next turn.
+    wait_until("the schedule is empty", || delayed_keys(&redis).is_empty());
+    for p in &mut pools {
+        signal(p.id(), libc::SIGQUIT);
+        assert!(wait_exit(p).success());
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        *seen.entry(line.to_string()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 5000, "every item ran");
+    assert!(seen.values().all(|&n| n == 1), "none twice");
+    eprintln!("node-resque's Scheduler moved {by_node} of 5000 items, our pools the rest");
+    assert!(
+        by_node > 0 && by_node < 5000,
+        "both promoted: node moved {by_node}"
+    );
+    assert_eq!(redis.int("resque:stat:processed"), 5000);
+}
+
+#[test]
 fn a_running_ruby_scheduler_is_left_to_promote_and_is_taken_over_when_gone() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();

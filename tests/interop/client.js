@@ -5,8 +5,10 @@
 //   node client.js SOCKET inspect        -> one JSON document on stdout
 //   node client.js SOCKET fail-one QUEUE -> a node-resque worker fails one NodeFail job
 //   node client.js SOCKET register QUEUE -> registers a node-resque worker, exits without unregistering
+//   node client.js SOCKET scheduler      -> runs node-resque's Scheduler (polling every 20 ms)
+//                                           until SIGTERM, then prints how many items it moved
 "use strict";
-const { Queue, Worker } = require("node-resque");
+const { Queue, Scheduler, Worker } = require("node-resque");
 const IORedis = require("ioredis");
 
 async function main() {
@@ -42,6 +44,8 @@ async function main() {
       await worker.init();
       // Gone without unregistering, as a crashed worker is.
       process.exit(0);
+    } else if (command === "scheduler") {
+      await runScheduler(redis);
     } else {
       throw new Error(`unknown command ${command}`);
     }
@@ -71,6 +75,26 @@ async function failOne(redis, q) {
     worker.start();
   });
   await worker.end();
+}
+
+// node-resque's own Scheduler, promoting delayed items beside other
+// promoters until SIGTERM; prints the number of items it moved.
+async function runScheduler(redis) {
+  const scheduler = new Scheduler({
+    connection: { redis, namespace: "resque" },
+    timeout: 20,
+  });
+  let moved = 0;
+  scheduler.on("transferredJob", () => {
+    moved += 1;
+  });
+  scheduler.on("error", (e) => console.error(`scheduler: ${e}`));
+  await scheduler.connect();
+  await scheduler.start();
+  process.stderr.write("scheduler started\n");
+  await new Promise((resolve) => process.once("SIGTERM", resolve));
+  await scheduler.end();
+  process.stdout.write(`${moved}\n`);
 }
 
 main().catch((e) => {
