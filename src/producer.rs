@@ -139,8 +139,36 @@ pub fn enqueue_at(
 ) -> Result<String> {
     check_names(queue, class)?;
     let item = crate::payload::delayed_item(queue, class, &Value::Array(args.to_vec()).to_string());
-    store.schedule_delayed(at, &item)?;
+    store.schedule_delayed(at, &item, None)?;
     Ok(item)
+}
+
+/// [`enqueue_at`] for a job with an id and php's status record (1, waiting,
+/// until it runs), so `status` follows it. The item carries the id before
+/// its queue (`{"class","args","id","queue"}`): Ruby's content-based
+/// lookups, which match `{"class","args","queue"}` exactly, do not find it;
+/// `delayed remove` does. Returns the job id.
+pub fn enqueue_at_tracked(
+    store: &mut Store,
+    queue: &str,
+    class: &str,
+    args: &[Value],
+    at: i64,
+) -> Result<String> {
+    check_names(queue, class)?;
+    let id = new_job_id()?;
+    let item = format!(
+        "{{\"class\":{},\"args\":{},\"id\":{},\"queue\":{}}}",
+        Value::from(class),
+        Value::Array(args.to_vec()),
+        Value::from(id.as_str()),
+        Value::from(queue)
+    );
+    let record = serde_json::to_string(&StatusRecord::waiting(timefmt::now_epoch()))
+        .map_err(|e| Error::Config(format!("encoding a status record: {e}")))?;
+    let key = store.keys().job_status(None, &id);
+    store.schedule_delayed(at, &item, Some((&key, &record)))?;
+    Ok(id)
 }
 
 /// Schedules a job `delay` from now, by Redis's clock (which promotion
@@ -385,6 +413,18 @@ impl Producer {
     /// ```
     pub fn enqueue_at(&self, queue: &str, class: &str, args: &[Value], at: i64) -> Result<String> {
         enqueue_at(&mut self.store(), queue, class, args, at)
+    }
+
+    /// Schedules a job with an id and php's status record (see
+    /// [`enqueue_at_tracked`]); returns the id.
+    pub fn enqueue_at_tracked(
+        &self,
+        queue: &str,
+        class: &str,
+        args: &[Value],
+        at: i64,
+    ) -> Result<String> {
+        enqueue_at_tracked(&mut self.store(), queue, class, args, at)
     }
 
     /// Schedules a job `delay` from now, by Redis's clock; returns when it

@@ -109,6 +109,44 @@ fn a_job_enqueued_in_two_seconds_runs_then_not_before() {
 }
 
 #[test]
+fn a_tracked_delayed_job_keeps_its_id_and_status_until_it_runs() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let log = jobs.logging("");
+    let (code, out, err) = cli(
+        &redis,
+        &["enqueue", "q", "Log", "7", "--in", "1", "--track"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.lines().next().unwrap().to_string();
+    assert_eq!(id.len(), 32, "{out}");
+    let status = |redis: &RedisServer| -> Value {
+        serde_json::from_str(&cli(redis, &["status", &id, "--json"]).1).unwrap()
+    };
+    assert_eq!(
+        status(&redis)["record"]["status"],
+        1,
+        "waiting while delayed"
+    );
+    let stamps: Vec<i64> = redis
+        .conn()
+        .zrange("resque:delayed_queue_schedule", 0, -1)
+        .unwrap();
+    let item = &redis.list(&format!("resque:delayed:{}", stamps[0]))[0];
+    assert_eq!(
+        item,
+        &format!(r#"{{"class":"Log","args":[7],"id":"{id}","queue":"q"}}"#)
+    );
+    let mut w = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the job ran", || line_count(&log) == 1);
+    wait_until("its status is complete", || {
+        status(&redis)["record"]["status"] == 4
+    });
+    signal(w.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut w).success());
+}
+
+#[test]
 fn items_of_every_writer_are_promoted_as_plain_payloads() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();

@@ -20,7 +20,8 @@ VERBOSE/VVERBOSE (e.g. RUST_LOG=resque_fork=debug).
 
 Signals: QUIT finishes the current job then exits; TERM/INT kill the current
 job (recorded as Resque::DirtyExit) and exit; USR1 kills the current job only;
-USR2 pauses; CONT resumes.";
+USR2 pauses; CONT resumes; HUP re-reads SCHEDULE's file (without SCHEDULE, as
+TERM).";
 
 /// A Resque-compatible background-job worker that forks per job.
 #[derive(Debug, Parser)]

@@ -76,17 +76,22 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             args,
             delay,
             at,
+            track,
             ..
         } if delay.is_some() || at.is_some() => {
             let args: Vec<_> = args.iter().map(|a| producer::parse_arg(a)).collect();
             let due = match (delay, at) {
-                (Some(delay), _) => producer::enqueue_in(&mut store, queue, class, &args, *delay)?,
-                (None, Some(at)) => {
-                    producer::enqueue_at(&mut store, queue, class, &args, *at)?;
-                    *at
-                }
+                (Some(delay), _) => store.server_time()? + delay.as_secs().min(1 << 40) as i64,
+                (_, Some(at)) => *at,
                 (None, None) => unreachable!("guarded above"),
             };
+            // Untracked by default: the item is then byte for byte Ruby's.
+            if *track {
+                let id = producer::enqueue_at_tracked(&mut store, queue, class, &args, due)?;
+                print_text(&format!("{id}\n"))?;
+            } else {
+                producer::enqueue_at(&mut store, queue, class, &args, due)?;
+            }
             print_text(&report::scheduled(queue, class, due))?;
         }
         Command::Enqueue {

@@ -19,20 +19,29 @@ impl Store {
     /// Puts `item` (the compact JSON `{"class":…,"args":…,"queue":…}`) in the
     /// bucket of `ts` (epoch seconds): RPUSH `delayed:<ts>`, SADD
     /// `timestamps:<item>`, ZADD `delayed_queue_schedule`, in one MULTI, as
-    /// Ruby's `delayed_push` does.
-    pub fn schedule_delayed(&mut self, ts: i64, item: &str) -> Result<()> {
+    /// Ruby's `delayed_push` does; with `status` (key, record), php's status
+    /// record in the same transaction.
+    pub fn schedule_delayed(
+        &mut self,
+        ts: i64,
+        item: &str,
+        status: Option<(&str, &str)>,
+    ) -> Result<()> {
         self.with_conn(
             || format!("scheduling a delayed job for {ts}"),
             |c, k, _| {
-                redis::pipe()
-                    .atomic()
+                let mut pipe = redis::pipe();
+                pipe.atomic()
                     .rpush(k.delayed(ts), item)
                     .ignore()
                     .sadd(k.delayed_timestamps(item), format!("delayed:{ts}"))
                     .ignore()
                     .zadd(k.delayed_schedule(), ts, ts)
-                    .ignore()
-                    .query::<()>(c)
+                    .ignore();
+                if let Some((key, record)) = status {
+                    pipe.set(key, record).ignore();
+                }
+                pipe.query::<()>(c)
             },
         )
     }
