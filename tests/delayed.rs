@@ -7,6 +7,7 @@ use common::*;
 use redis::Commands;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 fn redis_now(redis: &RedisServer) -> i64 {
     let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut redis.conn()).unwrap();
@@ -106,6 +107,43 @@ fn a_job_enqueued_in_two_seconds_runs_then_not_before() {
         .is_ok_and(|n| n == 0));
     signal(worker.id(), libc::SIGQUIT);
     assert!(wait_exit(&mut worker).success());
+}
+
+#[test]
+fn a_job_node_resque_enqueues_in_two_seconds_runs_then_with_its_args_byte_for_byte() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let got = jobs.scratch("got");
+    jobs.add(
+        "NodeLater",
+        &format!("cat > {}; date +%s >> {}.at", got.display(), got.display()),
+    );
+    let mut w = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    let asked = redis_now(&redis);
+    node_client(
+        &redis,
+        &[
+            "enqueue-in",
+            "2000",
+            "q",
+            "NodeLater",
+            r#"[{"b":1,"a":"é/x"},2.5]"#,
+        ],
+    );
+    let at = PathBuf::from(format!("{}.at", got.display()));
+    wait_until("the job ran", || line_count(&at) == 1);
+    let ran: i64 = std::fs::read_to_string(&at)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ran > asked, "ran at {ran}, asked at {asked}");
+    assert_eq!(
+        std::fs::read_to_string(&got).unwrap(),
+        r#"[{"b":1,"a":"é/x"},2.5]"#
+    );
+    signal(w.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut w).success());
 }
 
 #[test]

@@ -2,6 +2,7 @@
 // the test's private redis-server over its unix socket.
 //   node client.js SOCKET enqueue QUEUE CLASS ARGS_JSON
 //   node client.js SOCKET enqueue-at MILLIS QUEUE CLASS ARGS_JSON  (node-resque's enqueueAt)
+//   node client.js SOCKET enqueue-in MILLIS QUEUE CLASS ARGS_JSON   (node-resque's enqueueIn)
 //   node client.js SOCKET inspect        -> one JSON document on stdout
 //   node client.js SOCKET fail-one QUEUE -> a node-resque worker fails one NodeFail job
 //   node client.js SOCKET register QUEUE -> registers a node-resque worker, exits without unregistering
@@ -23,6 +24,9 @@ async function main() {
     } else if (command === "enqueue-at") {
       const [at, q, cls, args] = rest;
       await queue.enqueueAt(Number(at), q, cls, JSON.parse(args));
+    } else if (command === "enqueue-in") {
+      const [ms, q, cls, args] = rest;
+      await queue.enqueueIn(Number(ms), q, cls, JSON.parse(args));
     } else if (command === "inspect") {
       const out = {
         workers: await queue.workers(),
