@@ -7,6 +7,7 @@
 //! class still runs the program `JOBS_DIR/<class>`. With `HOOK_LOG=file`,
 //! every hook appends `hook pid class` to that file (the tests read it).
 
+use resque_fork::retry::{Backoff, RetryPolicy};
 use resque_fork::{cli, ArgsLayout, Flow, Job, JobError, JobResult, Registry, TypedJob};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -108,6 +109,29 @@ fn main() {
             Ok(())
         })
         .register("Panic", |_| panic!("this job panics on purpose"))
+        // Asks for a retry twice (the second time after its own delay),
+        // then succeeds: a rate-limited API, say.
+        .register("RateLimited", |job| match job.retry_count() {
+            0 => Err(JobError::retry("MyApp::RateLimited", "429 from the API")),
+            1 => Err(JobError::retry_in(
+                "MyApp::RateLimited",
+                "429, Retry-After: 1",
+                std::time::Duration::from_secs(1),
+            )),
+            _ => Ok(()),
+        })
+        // Every failure of this class is retried, once, by its own policy.
+        .register("Flappy", |_| {
+            Err(JobError::new("MyApp::Flap", "down again"))
+        })
+        .retry(
+            "Flappy",
+            RetryPolicy {
+                limit: 1,
+                backoff: Backoff::Delays(vec![0]),
+                retry_failures: true,
+            },
+        )
         .register("Exit", |_| std::process::exit(3))
         .register("Abort", |_| std::process::abort())
         .before_first_fork(|_| trace("before_first_fork", "-"))

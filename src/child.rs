@@ -4,7 +4,7 @@
 
 use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
-use crate::payload::{exceptions, Failure, Job};
+use crate::payload::{exceptions, Failure, Job, RetryRequest};
 use crate::signals::{self, SignalPipe, HANDLED};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -14,6 +14,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 /// How much of a report or of stderr the worker keeps.
 const REPORT_LIMIT: usize = 1 << 20;
 const STDERR_TAIL: usize = 2048;
+/// The exit code with which an exec job asks for a retry (sysexits.h).
+pub const EX_TEMPFAIL: i32 = 75;
 
 /// How a job's run ended, as the worker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,14 +301,20 @@ impl JobProcess {
                 Kind::Exec => {
                     let tail = String::from_utf8_lossy(&self.stderr_tail);
                     let tail = tail.trim();
-                    Some(Failure::new(
+                    let failure = Failure::new(
                         exceptions::JOB_FAILED,
                         if tail.is_empty() {
                             format!("exited with code {code}")
                         } else {
                             format!("exited with code {code}: {tail}")
                         },
-                    ))
+                    );
+                    // sysexits.h's EX_TEMPFAIL: "the user is invited to retry".
+                    Some(failure.retry(if code == EX_TEMPFAIL {
+                        RetryRequest::Asked { delay: None }
+                    } else {
+                        RetryRequest::Ordinary
+                    }))
                 }
             },
             other => Some(Failure::new(

@@ -175,6 +175,8 @@ pub struct WorkerSettings {
     /// This pool's scheduler (delayed and recurring jobs); `None` = it has
     /// none (`SCHEDULER=0`).
     pub scheduler: Option<SchedulerSettings>,
+    /// Which failed jobs are retried, how often and after how long.
+    pub retry: crate::retry::RetrySettings,
 }
 
 /// How a pool promotes delayed jobs and enqueues recurring ones.

@@ -150,6 +150,13 @@ impl Keys {
         self.key("resque-fork:schedule_ticks")
     }
 
+    /// Ours: a retried job's retry count, by [`crate::retry::counter_digest`]
+    /// of its class and args, kept where a promoter that rebuilds payloads
+    /// (Ruby's, node's) cannot drop it.
+    pub fn retry_counter(&self, digest: &str) -> String {
+        self.key(&format!("resque-fork:retry:{digest}"))
+    }
+
     /// Set to `true` by an operator to pause every worker.
     pub fn pause_all(&self) -> String {
         self.key("pause-all-workers")
@@ -209,5 +216,6 @@ mod tests {
         assert_eq!(k.persistent_schedules(), "resque:persistent_schedules");
         assert_eq!(k.last_enqueued_at(), "resque:delayed:last_enqueued_at");
         assert_eq!(k.schedule_ticks(), "resque:resque-fork:schedule_ticks");
+        assert_eq!(k.retry_counter("ab12"), "resque:resque-fork:retry:ab12");
     }
 }

@@ -161,6 +161,7 @@ pub mod queues;
 pub mod recurring;
 #[doc(hidden)]
 pub mod report;
+pub mod retry;
 #[doc(hidden)]
 pub mod schedule;
 #[doc(hidden)]

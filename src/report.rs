@@ -143,6 +143,31 @@ pub fn delayed_taken(n: u64, run: bool) -> String {
     }
 }
 
+/// `retries`.
+pub fn retries(rows: &[crate::ops::RetryRow]) -> String {
+    if rows.is_empty() {
+        return "no jobs wait for a retry\n".into();
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                timefmt::iso8601_z(r.due),
+                r.queue.clone(),
+                r.class.clone(),
+                format!("{}", r.retry_count + 1),
+                r.id.clone().unwrap_or_else(|| "-".into()),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["DUE", "QUEUE", "CLASS", "ATTEMPT", "ID", "LAST ERROR"],
+        &body,
+        WIDTH,
+    )
+}
+
 /// `schedule`.
 pub fn schedule(rows: &[crate::ops::ScheduleRow]) -> String {
     if rows.is_empty() {

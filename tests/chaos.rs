@@ -4,7 +4,9 @@
 //! `failed`), or still queued. Seeded, so a run can be replayed.
 //!
 //! `make test` runs a short round; `make chaos` a long one
-//! (CHAOS_SECONDS, default 300; CHAOS_SEED to replay; CHAOS_JOBS).
+//! (CHAOS_SECONDS, default 300; CHAOS_SEED to replay; CHAOS_JOBS). A
+//! second round retries: some jobs ask for a retry (exit 75) once, some
+//! always; every job is then completed, retrying, or in one failure record.
 
 mod common;
 
@@ -37,8 +39,13 @@ impl Rng {
 
 const QUEUES: [&str; 4] = ["critical", "high", "low", "mail"];
 
-fn start_pool(redis: &RedisServer, jobs: &JobsDir, log: &Path) -> Child {
+fn start_pool(redis: &RedisServer, jobs: &JobsDir, log: &Path, retries: bool) -> Child {
     let mut cmd = worker(redis, jobs, "*", "0.05");
+    if retries {
+        cmd.env("RETRY_LIMIT", "2")
+            .env("RETRY_BACKOFF", "0")
+            .env("SCHEDULER_INTERVAL", "0.1");
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -77,8 +84,8 @@ fn well_formed(f: &Value) -> bool {
         && failed_at.as_bytes()[4] == b'/'
 }
 
-fn chaos(seconds: u64, total: usize, seed: u64) {
-    println!("chaos: seed={seed} seconds={seconds} jobs={total} (replay with CHAOS_SEED={seed})");
+fn chaos(seconds: u64, total: usize, seed: u64, retries: bool) {
+    println!("chaos: seed={seed} seconds={seconds} jobs={total} retries={retries} (replay with CHAOS_SEED={seed})");
     let mut rng = Rng(seed.max(1));
     let mut redis = RedisServer::start_durable();
     let jobs = JobsDir::new();
@@ -94,24 +101,41 @@ fn chaos(seconds: u64, total: usize, seed: u64) {
             done.display()
         ),
     );
+    // With retries, Fail asks for a retry every time (so it ends in a
+    // record after RETRY_LIMIT), and Flaky once before it completes.
     jobs.add(
         "Fail",
-        "cat >/dev/null; echo 'failing on purpose' >&2; exit 1",
+        &format!(
+            "cat >/dev/null; echo 'failing on purpose' >&2; exit {}",
+            if retries { 75 } else { 1 }
+        ),
+    );
+    jobs.add(
+        "Flaky",
+        &format!(
+            "read -r a; a=${{a#[}}; n=${{a%%,*}}; \
+             [ \"$RESQUE_RETRY_COUNT\" = 0 ] && exit 75; touch {}/$n",
+            done.display()
+        ),
     );
     for n in 0..total {
         let queue = QUEUES[rng.below(4) as usize];
-        let class = if rng.below(10) == 0 { "Fail" } else { "Work" };
+        let class = match rng.below(10) {
+            0 => "Fail",
+            1 | 2 if retries => "Flaky",
+            _ => "Work",
+        };
         let payload = json!({"class": class, "args": [n, rng.below(200)], "id": format!("job{n}")});
         redis.push(queue, &payload.to_string());
     }
 
-    let mut pool = start_pool(&redis, &jobs, &log);
+    let mut pool = start_pool(&redis, &jobs, &log, retries);
     let mut kills = Tally::default();
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         if pool.try_wait().unwrap().is_some() {
             kills.add("pool restarts");
-            pool = start_pool(&redis, &jobs, &log);
+            pool = start_pool(&redis, &jobs, &log, retries);
         }
         std::thread::sleep(Duration::from_millis(50 + rng.below(250)));
         let workers = children(pool.id());
@@ -172,7 +196,7 @@ fn chaos(seconds: u64, total: usize, seed: u64) {
     // Let the pool finish the work, then stop it and start once more, so
     // the last start prunes whatever the last kills left behind.
     if pool.try_wait().unwrap().is_some() {
-        pool = start_pool(&redis, &jobs, &log);
+        pool = start_pool(&redis, &jobs, &log, retries);
     }
     let drained = Instant::now() + Duration::from_secs(120);
     loop {
@@ -181,15 +205,16 @@ fn chaos(seconds: u64, total: usize, seed: u64) {
             .map(|q| redis.llen(&format!("resque:queue:{q}")))
             .sum();
         let in_flight = redis.keys().iter().filter(|k| is_in_flight_key(k)).count();
-        if queued == 0 && in_flight == 0 {
+        let delayed = redis.zcard("resque:delayed_queue_schedule");
+        if queued == 0 && in_flight == 0 && delayed == 0 {
             break;
         }
         assert!(
             Instant::now() < drained,
-            "the pool did not drain: {queued} queued, {in_flight} in flight"
+            "the pool did not drain: {queued} queued, {in_flight} in flight, {delayed} retries due"
         );
         if pool.try_wait().unwrap().is_some() {
-            pool = start_pool(&redis, &jobs, &log);
+            pool = start_pool(&redis, &jobs, &log, retries);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -217,9 +242,18 @@ fn chaos(seconds: u64, total: usize, seed: u64) {
         .collect();
     let failures = redis.failures();
     let malformed: Vec<&Value> = failures.iter().filter(|f| !well_formed(f)).collect();
-    let failed: HashSet<u64> = failures
+    let mut records: BTreeMap<u64, usize> = BTreeMap::new();
+    for n in failures
         .iter()
         .filter_map(|f| f["payload"]["args"][0].as_u64())
+    {
+        *records.entry(n).or_default() += 1;
+    }
+    let failed: HashSet<u64> = records.keys().copied().collect();
+    let twice: Vec<u64> = records
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| *n)
         .collect();
     let queued: HashSet<u64> = QUEUES
         .iter()
@@ -250,6 +284,10 @@ fn chaos(seconds: u64, total: usize, seed: u64) {
     }
     assert!(lost.is_empty(), "lost jobs {lost:?} (seed {seed})");
     assert!(
+        twice.is_empty(),
+        "jobs with two failure records {twice:?} (seed {seed})"
+    );
+    assert!(
         registered.is_empty(),
         "dead workers still registered: {registered:?} (seed {seed})"
     );
@@ -278,7 +316,12 @@ fn seed() -> u64 {
 
 #[test]
 fn chaos_short() {
-    chaos(8, 300, seed());
+    chaos(8, 300, seed(), false);
+}
+
+#[test]
+fn chaos_short_with_retries() {
+    chaos(8, 300, seed(), true);
 }
 
 #[test]
@@ -294,5 +337,6 @@ fn chaos_long() {
         env("CHAOS_SECONDS", 300),
         env("CHAOS_JOBS", 10000) as usize,
         seed(),
+        std::env::var_os("CHAOS_RETRIES").is_some(),
     );
 }

@@ -313,3 +313,30 @@ fn rust_jobs_run_forked_and_their_errors_become_failure_records() {
     assert_eq!(redis.int("resque:stat:processed"), 8);
     assert_eq!(redis.int("resque:stat:failed"), 5);
 }
+
+#[test]
+fn rust_jobs_ask_for_retries_and_registered_policies_apply() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    redis.push("q", r#"{"class":"RateLimited","args":[],"id":"r1"}"#);
+    redis.push("q", r#"{"class":"Flappy","args":[],"id":"f1"}"#);
+    let mut cmd = example(&redis, &jobs);
+    cmd.env("INTERVAL", "0.05")
+        .env("SCHEDULER_INTERVAL", "0.05")
+        .env("RETRY_BACKOFF", "0");
+    let mut child = cmd.spawn().unwrap();
+    wait_until("RateLimited completes and Flappy gives up", || {
+        redis.int("resque:stat:processed") == 5
+    });
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+    // RateLimited: three runs, two failed attempts, no record; Flappy: two
+    // runs (its policy's one retry), one record with retry_count 1.
+    assert_eq!(redis.int("resque:stat:failed"), 4);
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["payload"]["class"], "Flappy");
+    assert_eq!(failures[0]["payload"]["retry_count"], 1);
+    assert_eq!(failures[0]["payload"]["id"], "f1");
+    assert_eq!(failures[0]["exception"], "MyApp::Flap");
+}

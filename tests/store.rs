@@ -99,6 +99,7 @@ fn a_retried_record_counts_once() {
         status_key: None,
         pid_key: None,
         now: 1,
+        retry: None,
     };
     assert!(s.record(&outcome).unwrap());
     assert!(!s.record(&outcome).unwrap(), "a retry is recognised");
@@ -106,6 +107,59 @@ fn a_retried_record_counts_once() {
     assert_eq!(redis.int("resque:stat:failed"), 1);
     assert_eq!(redis.llen("resque:failed"), 1);
     assert!(redis.get("resque:worker:h:1:q").is_none());
+}
+
+#[test]
+fn a_retry_is_recorded_in_one_step_or_filed_when_the_delayed_keys_are_unusable() {
+    use resque_fork::store::RetryWrite;
+    let redis = RedisServer::start();
+    let mut s = store(&redis);
+    let item = r#"{"class":"A","args":[],"retry_count":1,"error":"E: x","queue":"q"}"#;
+    for broken in [false, true] {
+        if broken {
+            let _: () = redis::cmd("SET")
+                .arg("resque:delayed_queue_schedule")
+                .arg("not a zset")
+                .query(&mut redis.conn())
+                .unwrap();
+        }
+        redis.push("q", r#"{"class":"A","args":[]}"#);
+        let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
+            panic!()
+        };
+        let outcome = Outcome {
+            worker_id: "h:1:q",
+            in_flight: &in_flight,
+            in_flight_started: None,
+            failure_record: Some(r#"{"failed_at":"x"}"#),
+            status_key: None,
+            pid_key: None,
+            now: 1,
+            retry: Some(RetryWrite {
+                item: Some(item),
+                delay: 30,
+                counter: "resque:resque-fork:retry:abc",
+                count: 1,
+                ttl: 60,
+            }),
+        };
+        assert!(s.record(&outcome).unwrap());
+        assert_eq!(redis.get("resque:worker:h:1:q"), None);
+        // Kept with a retry; gone when the job is filed instead.
+        let counter = redis.get("resque:resque-fork:retry:abc");
+        assert_eq!(counter.as_deref(), (!broken).then_some("1"));
+    }
+    // The first: a delayed item due in 30 s by Redis's clock, no record.
+    let stamps: Vec<String> = redis::cmd("KEYS")
+        .arg("resque:delayed:*")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(stamps.len(), 1);
+    assert_eq!(redis.list(&stamps[0]), [item]);
+    // The second (schedule of the wrong type): filed, never lost.
+    assert_eq!(redis.llen("resque:failed"), 1);
+    assert_eq!(redis.int("resque:stat:failed"), 2);
+    assert_eq!(redis.int("resque:stat:processed"), 2);
 }
 
 #[test]

@@ -161,6 +161,20 @@ pub(super) struct WorkArgs {
     #[arg(long, env = "SCHEDULER_INTERVAL", default_value = "1", value_name = "SECONDS",
           value_parser = parse_positive)]
     scheduler_interval: std::time::Duration,
+    /// Retry every ordinary failure (non-zero exit, Err, panic), not only jobs that ask (exit 75, JobError::retry)
+    #[arg(long, env = "RETRY_FAILURES", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
+    retry_failures: bool,
+    /// Retries after a job's first run
+    #[arg(long, env = "RETRY_LIMIT", default_value = "25", value_name = "N")]
+    retry_limit: u32,
+    /// Delays between retries: exponential (Sidekiq's curve), or seconds such as 0,60,600,3600 (the last repeats)
+    #[arg(long, env = "RETRY_BACKOFF", default_value = "exponential", value_name = "DELAYS",
+          value_parser = crate::retry::Backoff::parse)]
+    retry_backoff: crate::retry::Backoff,
+    /// Per-class retry policies (YAML): `Mailer: {limit: 10, backoff: [30, 300]}`
+    #[arg(long, env = "RETRY_POLICY", value_name = "FILE")]
+    retry_policy: Option<PathBuf>,
     /// Recurring jobs: resque-scheduler's schedule file (YAML), re-read on SIGHUP
     #[arg(long, env = "SCHEDULE", value_name = "FILE")]
     schedule: Option<PathBuf>,
@@ -239,6 +253,8 @@ pub(super) enum Command {
     },
     /// The recurring jobs (SCHEDULE's file and persistent_schedules) with their next and last runs
     Schedule,
+    /// The jobs waiting for a retry: when, which attempt, the last error
+    Retries,
     /// Print a shell completion script: resque-fork completions bash > /etc/bash_completion.d/resque-fork
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -442,6 +458,21 @@ impl WorkArgs {
         ))
     }
 
+    fn retry_settings(&self) -> Result<crate::retry::RetrySettings> {
+        let settings = crate::retry::RetrySettings {
+            default: crate::retry::RetryPolicy {
+                limit: self.retry_limit,
+                backoff: self.retry_backoff.clone(),
+                retry_failures: self.retry_failures,
+            },
+            classes: Default::default(),
+        };
+        match &self.retry_policy {
+            Some(path) => settings.with_file(path),
+            None => Ok(settings),
+        }
+    }
+
     fn scheduler_settings(&self) -> Result<Option<config::SchedulerSettings>> {
         if !self.scheduler {
             if self.schedule.is_some() {
@@ -484,6 +515,7 @@ impl WorkArgs {
             blocking: self.blocking,
             job_env_keep_redis: self.job_env_keep_redis,
             scheduler: self.scheduler_settings()?,
+            retry: self.retry_settings()?,
             limits: config::JobLimits {
                 timeout: self.job_timeout,
                 memory_bytes: self.job_memory_limit,

@@ -193,6 +193,9 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
                 report::delayed_taken(n, true)
             });
         }
+        Command::Retries => {
+            show(json, &ops::retries(&mut store)?, |r| report::retries(r));
+        }
         Command::Schedule => {
             let (file, env) = cli.work.schedule_source()?;
             let rows = ops::schedule(&mut store, file.as_deref(), env.as_deref())?;

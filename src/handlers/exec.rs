@@ -120,6 +120,7 @@ impl ExecHandler {
             .env("RESQUE_QUEUE", job.queue())
             .env("RESQUE_CLASS", job.class())
             .env("RESQUE_WORKER", worker_id)
+            .env("RESQUE_RETRY_COUNT", job.retry_count().to_string())
             .spawn()
             .map_err(|e| {
                 Failure::new(

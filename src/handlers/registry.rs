@@ -2,7 +2,8 @@
 
 use crate::handlers::hooks::{Flow, Hooks};
 use crate::handlers::typed::{self, TypedJob};
-use crate::payload::{exceptions, Failure, Job};
+use crate::payload::{exceptions, Failure, Job, RetryRequest};
+use crate::retry::RetryPolicy;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -31,6 +32,9 @@ pub struct JobError {
     exception: String,
     message: String,
     backtrace: Vec<String>,
+    /// `Some` when the job asks to be retried: with its own delay, or the
+    /// policy's.
+    retry: Option<Option<std::time::Duration>>,
 }
 
 impl JobError {
@@ -40,7 +44,42 @@ impl JobError {
             exception: exception.into(),
             message: message.into(),
             backtrace: Vec::new(),
+            retry: None,
         }
+    }
+
+    /// A temporary failure: the job asks to be run again later, after the
+    /// delay its retry policy gives (RETRY_BACKOFF), within RETRY_LIMIT.
+    /// See the README's "Retries".
+    ///
+    /// ```
+    /// use resque_fork::JobError;
+    /// let busy = JobError::retry("MyApp::RateLimited", "the API said 429");
+    /// assert!(busy.wants_retry());
+    /// ```
+    pub fn retry(exception: impl Into<String>, message: impl Into<String>) -> JobError {
+        JobError {
+            retry: Some(None),
+            ..JobError::new(exception, message)
+        }
+    }
+
+    /// [`JobError::retry`] after `delay` instead of the policy's delay (the
+    /// limit still applies), e.g. a server's `Retry-After`.
+    pub fn retry_in(
+        exception: impl Into<String>,
+        message: impl Into<String>,
+        delay: std::time::Duration,
+    ) -> JobError {
+        JobError {
+            retry: Some(Some(delay)),
+            ..JobError::new(exception, message)
+        }
+    }
+
+    /// Whether this failure asks for a retry.
+    pub fn wants_retry(&self) -> bool {
+        self.retry.is_some()
     }
 
     /// Adds backtrace lines.
@@ -70,6 +109,12 @@ impl JobError {
             exception: self.exception,
             error: self.message,
             backtrace: self.backtrace,
+            retry: match self.retry {
+                Some(delay) => RetryRequest::Asked {
+                    delay: delay.map(|d| d.as_secs()),
+                },
+                None => RetryRequest::Ordinary,
+            },
         }
     }
 }
@@ -95,6 +140,7 @@ impl<E: std::error::Error> From<E> for JobError {
             exception: std::any::type_name::<E>().to_string(),
             message,
             backtrace: vec![format!("{}:{}", at.file(), at.line())],
+            retry: None,
         }
     }
 }
@@ -117,6 +163,7 @@ impl<E: std::error::Error> From<E> for JobError {
 pub struct Registry {
     jobs: HashMap<String, Box<JobFn>>,
     hooks: Hooks,
+    retry_policies: HashMap<String, RetryPolicy>,
 }
 
 impl Registry {
@@ -188,6 +235,25 @@ impl Registry {
     pub fn on_failure(mut self, f: impl Fn(&Job, &Failure) + Send + Sync + 'static) -> Registry {
         self.hooks.on_failure.push(Box::new(f));
         self
+    }
+
+    /// Gives `class` its own retry policy, over RETRY_LIMIT, RETRY_BACKOFF,
+    /// RETRY_FAILURES and RETRY_POLICY's file. See the README's "Retries".
+    ///
+    /// ```
+    /// use resque_fork::retry::{Backoff, RetryPolicy};
+    /// use resque_fork::Registry;
+    /// let registry = Registry::new()
+    ///     .register("Sync", |_| Ok(()))
+    ///     .retry("Sync", RetryPolicy { limit: 5, backoff: Backoff::Delays(vec![10, 60]), retry_failures: true });
+    /// ```
+    pub fn retry(mut self, class: impl Into<String>, policy: RetryPolicy) -> Registry {
+        self.retry_policies.insert(class.into(), policy);
+        self
+    }
+
+    pub(crate) fn retry_policy(&self, class: &str) -> Option<&RetryPolicy> {
+        self.retry_policies.get(class)
     }
 
     /// Runs in the worker after it has unregistered.

@@ -9,6 +9,14 @@
 -- ARGV[7] the pid written to the pid key
 -- ARGV[8] the record with the job's process group (lua/started.lua), which
 --         worker:ID holds instead when that write landed
+-- A retry (contract 13) passes more: ARGV[9] the delayed item that retries
+-- the job ('' for none)  ARGV[10] its delay in seconds  ARGV[11] the job's
+-- retry counter key ('' for none)  ARGV[12] the count to keep there ('' to
+-- delete it)  ARGV[13] its TTL  ARGV[14] the key prefix. A retried job is
+-- counted as processed and failed, gets no failure record, goes into the
+-- delayed set (Redis's clock) and its php status back to 1, all in this
+-- step; should the delayed keys be unusable, the failure record of ARGV[3]
+-- is filed instead, so the job is never lost.
 -- Returns {0} when skipped, else {1, counters left alone because they were
 -- not integers...}.
 -- This runs for every job, so it does without the TYPE checks of
@@ -21,7 +29,22 @@ if ARGV[6] ~= '' and string_at(ARGV[6]) == ARGV[7] then redis.call('DEL', ARGV[6
 local held = string_at(KEYS[1])
 if held ~= ARGV[1] and held ~= ARGV[8] then return {0} end
 local failing = ARGV[3] ~= ''
-if failing then
+local retry = ARGV[9] or ''
+local bucket, stamps, schedule, due
+if retry ~= '' then
+  due = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[10])
+  bucket = ARGV[14] .. 'delayed:' .. due
+  stamps = ARGV[14] .. 'timestamps:' .. retry
+  schedule = ARGV[14] .. 'delayed_queue_schedule'
+  if not (absent_or(bucket, 'list') and absent_or(stamps, 'set') and absent_or(schedule, 'zset')) then
+    retry = ''
+  end
+end
+if retry ~= '' then
+  redis.call('RPUSH', bucket, retry)
+  redis.call('SADD', stamps, 'delayed:' .. due)
+  redis.call('ZADD', schedule, due, due)
+elseif failing then
   local pushed = redis.pcall('RPUSH', KEYS[6], ARGV[3])
   if type(pushed) == 'table' and pushed.err then
     return wrong_type(KEYS[6], 'list', 'the failure record cannot be filed')
@@ -35,5 +58,15 @@ for _, k in ipairs(counters) do
   local n = redis.pcall('INCRBY', k, 1)
   if type(n) == 'table' and n.err then skipped[#skipped + 1] = k end
 end
-if ARGV[5] ~= '' then set_status(ARGV[5], tonumber(ARGV[2]), ARGV[4]) end
+local counter = ARGV[11] or ''
+if counter ~= '' then
+  if retry ~= '' and ARGV[12] ~= '' then
+    redis.pcall('SET', counter, ARGV[12], 'EX', ARGV[13])
+  else
+    redis.call('DEL', counter)
+  end
+end
+local state = tonumber(ARGV[2])
+if retry ~= '' then state = 1 end
+if ARGV[5] ~= '' then set_status(ARGV[5], state, ARGV[4]) end
 return {1, unpack(skipped)}

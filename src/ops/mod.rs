@@ -365,6 +365,45 @@ pub fn schedule(
         .collect())
 }
 
+/// A job waiting in the delayed set for its retry, as `retries` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryRow {
+    /// When it runs again, epoch seconds.
+    pub due: i64,
+    pub queue: String,
+    pub class: String,
+    pub id: Option<String>,
+    /// Retries made, the coming one included (the attempt is this + 1).
+    pub retry_count: u64,
+    /// The last run's error.
+    pub error: Option<String>,
+    pub args: serde_json::Value,
+}
+
+/// `retries`: the delayed jobs that are retries (those with a
+/// `retry_count`), the next due first.
+pub fn retries(store: &mut Store) -> Result<Vec<RetryRow>> {
+    Ok(store
+        .all_delayed()?
+        .into_iter()
+        .filter_map(|(due, item)| {
+            let serde_json::Value::Object(job) = serde_json::from_slice(&item).ok()? else {
+                return None;
+            };
+            let text = |k: &str| job.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            Some(RetryRow {
+                due,
+                retry_count: job.get("retry_count")?.as_u64()?,
+                queue: text("queue").unwrap_or_default(),
+                class: text("class").unwrap_or_default(),
+                id: text("id"),
+                error: text("error"),
+                args: job.get("args").cloned().unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
 /// `delayed clear`: how many items were deleted.
 pub fn delayed_clear(store: &mut Store) -> Result<i64> {
     store.clear_delayed()

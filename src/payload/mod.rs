@@ -167,6 +167,21 @@ impl Job {
         }
     }
 
+    /// How many times this job was retried before this run: the payload's
+    /// `retry_count` (0 when absent). See [`crate::retry`].
+    pub fn retry_count(&self) -> u32 {
+        self.fields
+            .get("retry_count")
+            .and_then(Value::as_u64)
+            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// Whether the payload carries a `retry_count` (a retry made here, not
+    /// rebuilt by another scheduler).
+    pub fn has_retry_count(&self) -> bool {
+        self.fields.contains_key("retry_count")
+    }
+
     /// php-resque's payload `prefix`, which names the status key.
     pub fn status_prefix(&self) -> Option<&str> {
         match self.fields.get("prefix") {
@@ -191,16 +206,43 @@ pub struct Failure {
     /// Stack frames or other detail lines; may be empty.
     #[serde(default)]
     pub backtrace: Vec<String>,
+    /// Whether the job may be retried (not written to the failure record).
+    #[serde(default)]
+    pub retry: RetryRequest,
+}
+
+/// Whether a failed run may be retried (see [`crate::retry`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryRequest {
+    /// Never: a death by signal, a timeout, a job that can never run.
+    #[default]
+    Never,
+    /// An ordinary failure (a non-zero exit, an `Err`, a panic): retried
+    /// where RETRY_FAILURES (or the class's policy) says so.
+    Ordinary,
+    /// The job asked for a retry (exit 75, `JobError::retry`).
+    Asked {
+        /// Its own delay in seconds, when it gave one.
+        delay: Option<u64>,
+    },
 }
 
 impl Failure {
-    /// A failure with no backtrace.
+    /// A failure with no backtrace, never retried.
     pub fn new(exception: impl Into<String>, error: impl Into<String>) -> Failure {
         Failure {
             exception: exception.into(),
             error: error.into(),
             backtrace: Vec::new(),
+            retry: RetryRequest::Never,
         }
+    }
+
+    /// The same failure, with its retry request.
+    pub fn retry(mut self, retry: RetryRequest) -> Failure {
+        self.retry = retry;
+        self
     }
 }
 

@@ -333,6 +333,60 @@ pub fn delayed_item(queue: &str, class: &str, args_json: &str) -> String {
     )
 }
 
+/// The delayed item that retries a failed job (contract 13): its payload
+/// as it was, plus `retry_count` (retries made, this one included), the
+/// last `error`, and the `queue` promoters move it to (last, so a promoter
+/// cuts it out again). A `retry_count`/`error` tail that an earlier retry
+/// appended is replaced, not repeated.
+///
+/// ```
+/// use resque_fork::payload::retry_item;
+/// let first = retry_item(r#"{"class":"A","args":[1.50],"id":"x"}"#, "q", 1, "E: boom");
+/// assert_eq!(first, r#"{"class":"A","args":[1.50],"id":"x","retry_count":1,"error":"E: boom","queue":"q"}"#);
+/// let promoted = r#"{"class":"A","args":[1.50],"id":"x","retry_count":1,"error":"E: boom"}"#;
+/// assert_eq!(retry_item(promoted, "q", 2, "E: again"),
+///            r#"{"class":"A","args":[1.50],"id":"x","retry_count":2,"error":"E: again","queue":"q"}"#);
+/// ```
+pub fn retry_item(payload: &str, queue: &str, retry_count: u32, error: &str) -> String {
+    let body = payload.trim_end();
+    let body = body.strip_suffix('}').unwrap_or(body);
+    let body = match body.rfind(",\"retry_count\":") {
+        Some(at) if is_retry_tail(&body[at + 1..]) => &body[..at],
+        _ => body,
+    };
+    let sep = if body.trim_end().ends_with('{') {
+        ""
+    } else {
+        ","
+    };
+    let mut error = error.to_string();
+    if error.len() > 1000 {
+        let mut cut = 1000;
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.truncate(cut);
+    }
+    format!(
+        "{body}{sep}\"retry_count\":{retry_count},\"error\":{},\"queue\":{}}}",
+        Value::from(error),
+        Value::from(queue)
+    )
+}
+
+/// Whether `fields` is exactly the `"retry_count":N,"error":"…"` a retry
+/// appends.
+fn is_retry_tail(fields: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Tail {
+        retry_count: u64,
+        error: String,
+    }
+    serde_json::from_str::<Tail>(&format!("{{{fields}}}")).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +401,7 @@ mod tests {
                 exception: "RuntimeError".into(),
                 error: "boom".into(),
                 backtrace: vec!["/app/jobs/mailer.rb:5:in `perform'".into()],
+                retry: Default::default(),
             },
             "web1:4242:high,mail",
             1_705_314_600,

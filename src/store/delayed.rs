@@ -128,6 +128,9 @@ impl Store {
                     .arg(0)
                     .arg(-1)
                     .query(c)?;
+                if stamps.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut pipe = redis::pipe();
                 for ts in &stamps {
                     pipe.lrange(k.delayed(*ts), 0, -1);

@@ -111,6 +111,26 @@ pub struct Outcome<'a> {
     /// there: the key is deleted only while it still holds that pid.
     pub pid_key: Option<(&'a str, i32)>,
     pub now: i64,
+    /// What a retried job writes (contract 13); `None` for most jobs.
+    pub retry: Option<RetryWrite<'a>>,
+}
+
+/// The record step's part in a retry: the delayed item that runs the job
+/// again, and the job's retry counter.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryWrite<'a> {
+    /// The delayed item ([`crate::payload::retry_item`]); `None` when the job
+    /// is not retried (it completed, or its retries ran out) and only its
+    /// counter is cleared.
+    pub item: Option<&'a str>,
+    /// Seconds until the retry, by Redis's clock.
+    pub delay: u64,
+    /// The retry counter key ([`crate::keys::Keys::retry_counter`]).
+    pub counter: &'a str,
+    /// The count to keep there with the item, for `ttl` seconds.
+    pub count: u32,
+    /// How long the counter is kept.
+    pub ttl: u64,
 }
 
 impl Store {
@@ -253,8 +273,8 @@ impl Store {
         let reply: Vec<redis::Value> = self.with_conn(
             || format!("recording the outcome of the job of {id}"),
             |c, k, s| {
-                s.record
-                    .key(k.worker(id))
+                let mut call = s.record.prepare_invoke();
+                call.key(k.worker(id))
                     .key(k.stat("processed"))
                     .key(k.worker_stat("processed", id))
                     .key(k.stat("failed"))
@@ -267,11 +287,34 @@ impl Store {
                     .arg(outcome.status_key.unwrap_or(""))
                     .arg(pid_key)
                     .arg(pid)
-                    .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight))
-                    .invoke(c)
+                    .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight));
+                if let Some(r) = &outcome.retry {
+                    call.arg(r.item.unwrap_or(""))
+                        .arg(r.delay)
+                        .arg(r.counter)
+                        .arg(if r.item.is_some() {
+                            r.count.to_string()
+                        } else {
+                            String::new()
+                        })
+                        .arg(r.ttl.max(1))
+                        .arg(k.prefix());
+                }
+                call.invoke(c)
             },
         )?;
         Ok(done_and_skipped(&reply, "recording a job") == 1)
+    }
+}
+
+impl Store {
+    /// The count kept at a retry counter key (contract 13), if any.
+    pub fn retry_counter(&mut self, key: &str) -> Result<Option<u32>> {
+        let v: Option<String> = self.with_conn(
+            || format!("reading the retry counter {key}"),
+            |c, _, _| redis::cmd("GET").arg(key).query(c),
+        )?;
+        Ok(v.and_then(|v| v.parse().ok()))
     }
 }
 

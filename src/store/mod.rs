@@ -29,7 +29,7 @@ pub mod workers;
 
 pub use admin::WorkerKeys;
 pub use delayed::Promoted;
-pub use jobs::{Outcome, QueueSet, Reserved, RESERVE_CHUNK};
+pub use jobs::{Outcome, QueueSet, Reserved, RetryWrite, RESERVE_CHUNK};
 pub use recurring::{Claimed, TickJob};
 pub use workers::{HeldJob, PruneLock, Registration, Removal};
 

@@ -9,6 +9,7 @@
 
 mod housekeeping;
 mod job;
+mod retrying;
 mod startup;
 mod waiting;
 
@@ -326,6 +327,7 @@ impl<'r> Worker<'r> {
             })
             .and_then(|text| Job::parse(text, queue));
         let mut started_record: Option<Vec<u8>> = None;
+        let mut retry = None;
         let (failure, status_key, pid_key, label) = match parsed {
             Ok(job) => {
                 let label = job_label(&job);
@@ -344,7 +346,9 @@ impl<'r> Worker<'r> {
                     .zip(ran.pid)
                     .map(|(id, pid)| (keys.job_pid(id), pid));
                 started_record = ran.started_record;
-                (ran.ended.into_failure(), status, pid, label)
+                let failure = ran.ended.into_failure();
+                retry = self.plan_retry(&job, failure.as_ref());
+                (failure, status, pid, label)
             }
             Err(bad) => {
                 let status = std::str::from_utf8(&payload)
@@ -364,7 +368,8 @@ impl<'r> Worker<'r> {
                 log::info!(target: "resque_fork::job", "{label}: done in {:?}", started.elapsed())
             }
             Some(f) => {
-                log::info!(target: "resque_fork::job", "{label}: failed: {}: {}", printable(&f.exception), printable(&f.error))
+                let note = retry.as_ref().and_then(|r| r.note.as_deref()).unwrap_or("");
+                log::info!(target: "resque_fork::job", "{label}: failed: {}: {}{note}", printable(&f.exception), printable(&f.error))
             }
         }
         let record = failure
@@ -378,6 +383,7 @@ impl<'r> Worker<'r> {
             status_key: status_key.as_deref(),
             pid_key: pid_key.as_ref().map(|(k, pid)| (k.as_str(), *pid)),
             now: timefmt::now_epoch(),
+            retry: retry.as_ref().map(|r| r.write()),
         });
     }
 

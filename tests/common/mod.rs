@@ -184,6 +184,13 @@ impl RedisServer {
         self.conn().llen(key).expect("LLEN")
     }
 
+    pub fn zcard(&self, key: &str) -> i64 {
+        redis::cmd("ZCARD")
+            .arg(key)
+            .query(&mut self.conn())
+            .unwrap_or(0)
+    }
+
     pub fn members(&self, key: &str) -> Vec<String> {
         let mut m: Vec<String> = self.conn().smembers(key).expect("SMEMBERS");
         m.sort();
