@@ -157,6 +157,12 @@ impl Keys {
         self.key(&format!("resque-fork:retry:{digest}"))
     }
 
+    /// Ours: each running pool's groups (`host:pid` → JSON), for `workers`
+    /// and `pool status`.
+    pub fn pools(&self) -> String {
+        self.key("resque-fork:pools")
+    }
+
     /// Set to `true` by an operator to pause every worker.
     pub fn pause_all(&self) -> String {
         self.key("pause-all-workers")
@@ -217,5 +223,6 @@ mod tests {
         assert_eq!(k.last_enqueued_at(), "resque:delayed:last_enqueued_at");
         assert_eq!(k.schedule_ticks(), "resque:resque-fork:schedule_ticks");
         assert_eq!(k.retry_counter("ab12"), "resque:resque-fork:retry:ab12");
+        assert_eq!(k.pools(), "resque:resque-fork:pools");
     }
 }

@@ -18,7 +18,9 @@
 //!
 //! [`cli`] parses flags and Resque's environment variables into
 //! [`config`] settings, claims the [`pidfile`], and starts either one worker
-//! or, with COUNT above 1, the [`supervisor`], which forks the workers (a
+//! or, with COUNT above 1 or a resque-pool file ([`pool_config`], groups of
+//! workers by queue list, re-read on HUP), the [`supervisor`], which forks
+//! the workers (a
 //! user's [`Registry`] survives the fork), restarts one that dies, and files
 //! the job of one a signal killed. Each level dies with the one above it
 //! (`PR_SET_PDEATHSIG`), so nothing runs unsupervised; [`proctitle`] writes
@@ -147,6 +149,8 @@ pub mod job_clock;
 pub mod ops;
 #[doc(hidden)]
 pub mod pidfile;
+#[doc(hidden)]
+pub mod pool_config;
 #[doc(hidden)]
 pub mod procfs;
 #[doc(hidden)]

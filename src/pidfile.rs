@@ -81,6 +81,20 @@ fn create(path: &Path, pid: u32) -> std::io::Result<()> {
 }
 
 /// The pid in the file; `None` when it holds none. A symlink is refused.
+/// Sends `sig` to the resque-fork whose pid `path` holds (`pool reload`);
+/// returns the pid. A missing file, or one naming no live resque-fork, is
+/// `NotFound`.
+pub fn signal_holder(path: &Path, sig: nix::sys::signal::Signal) -> Result<i32> {
+    let shown = path.display();
+    let pid = read_pid(path)
+        .map_err(|e| Error::NotFound(format!("no pool's PIDFILE at {shown} ({e})")))?
+        .filter(|&p| is_resque_fork(p))
+        .ok_or_else(|| Error::NotFound(format!("PIDFILE {shown} names no running resque-fork")))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .map_err(|e| Error::io(format!("signalling pid {pid} from {shown}"), e.into()))?;
+    Ok(pid)
+}
+
 fn read_pid(path: &Path) -> std::io::Result<Option<i32>> {
     let mut text = String::new();
     OpenOptions::new()

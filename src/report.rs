@@ -143,6 +143,37 @@ pub fn delayed_taken(n: u64, run: bool) -> String {
     }
 }
 
+/// `pool status`, and the foot of `workers`: each pool's groups with
+/// running and intended workers.
+pub fn pools(rows: &[crate::ops::PoolRow]) -> String {
+    rows.iter()
+        .map(|p| {
+            let groups: Vec<String> = p
+                .groups
+                .as_array()
+                .map(|gs| {
+                    gs.iter()
+                        .map(|g| {
+                            format!(
+                                "{} {}/{}",
+                                printable(g["queues"].as_str().unwrap_or("?")),
+                                g["running"],
+                                g["intended"]
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let groups = if groups.is_empty() {
+                "no workers".to_string()
+            } else {
+                groups.join(", ")
+            };
+            format!("pool {}: {groups}\n", printable(&p.pool))
+        })
+        .collect()
+}
+
 /// `retries`.
 pub fn retries(rows: &[crate::ops::RetryRow]) -> String {
     if rows.is_empty() {

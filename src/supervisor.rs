@@ -1,6 +1,7 @@
-//! COUNT > 1: the foreground process starts COUNT worker processes, restarts
-//! the ones that die (with backoff), forwards signals to them, and exits when
-//! all have exited after a stop signal.
+//! COUNT > 1 (or POOL): the foreground process starts the worker processes
+//! (COUNT of QUEUE, or resque-pool's groups), restarts the ones that die
+//! (with backoff), forwards signals to them, converges on a changed POOL
+//! file at HUP, and exits when all have exited after a stop signal.
 //!
 //! Workers are forked, not exec'd, so a user's own binary keeps its
 //! [`Registry`] of Rust jobs. Each worker asks the kernel for SIGHUP when the
@@ -12,15 +13,18 @@ use crate::config::{RedisSettings, WorkerSettings};
 use crate::error::{Error, Result};
 use crate::handlers::Registry;
 use crate::keys::Keys;
+use crate::pool_config::Group;
 use crate::proctitle;
 use crate::promoter::Promoter;
 use crate::prune::Unregistered;
+use crate::queues::QueueSpec;
 use crate::signals::{self, SignalPipe, HANDLED};
 use crate::store::Store;
 use crate::worker::Worker;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// A worker that lived at least this long restarts at once when it dies;
@@ -29,7 +33,23 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// 1 s, doubling to 30 s.
 const RESTART: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
+/// What the supervisor runs: COUNT workers of QUEUE, or resque-pool's
+/// groups from POOL's file (re-read on HUP).
+#[derive(Debug, Clone)]
+pub enum PoolPlan {
+    /// COUNT workers, all with the settings' queues.
+    Count(usize),
+    /// The groups of a resque-pool file, for an environment.
+    File {
+        path: std::path::PathBuf,
+        env: Option<String>,
+    },
+}
+
 struct Slot {
+    /// The group's queue list, as written.
+    group: Rc<str>,
+    spec: Rc<QueueSpec>,
     pid: Option<Pid>,
     started: Instant,
     /// Restart delays for a worker that keeps dying young.
@@ -37,59 +57,95 @@ struct Slot {
     start_at: Instant,
     /// The worker exited 0 by itself: with INTERVAL=0 it drained the queues.
     finished: bool,
+    /// Told to finish its job and exit (its group shrank or went away); not
+    /// restarted.
+    retiring: bool,
 }
 
-/// Runs `count` workers until a stop signal and all of them have exited.
-/// Signals blocked by the caller are handled from here on.
-pub fn run(
-    count: usize,
-    settings: &WorkerSettings,
-    redis: &RedisSettings,
-    registry: &Registry,
-) -> Result<()> {
-    let signals =
-        SignalPipe::install(HANDLED).map_err(|e| Error::io("installing signal handlers", e))?;
-    let me = nix::unistd::getpid();
-    let now = Instant::now();
-    let mut slots: Vec<Slot> = (0..count)
-        .map(|_| Slot {
+impl Slot {
+    fn new(group: &Group, now: Instant) -> Slot {
+        Slot {
+            group: group.queues.as_str().into(),
+            spec: Rc::new(group.spec.clone()),
             pid: None,
             started: now,
             backoff: RESTART,
             start_at: now,
             finished: false,
-        })
-        .collect();
+            retiring: false,
+        }
+    }
+}
+
+/// The groups of `plan`.
+fn load_groups(plan: &PoolPlan, settings: &WorkerSettings) -> Result<Vec<Group>> {
+    match plan {
+        PoolPlan::Count(count) => Ok(vec![Group {
+            queues: settings.queues.id_part(),
+            spec: settings.queues.clone(),
+            count: *count,
+        }]),
+        PoolPlan::File { path, env } => crate::pool_config::load(path, env.as_deref()),
+    }
+}
+
+/// Runs the workers of `plan` until a stop signal and all of them have
+/// exited. Signals blocked by the caller are handled from here on.
+pub fn run(
+    plan: &PoolPlan,
+    settings: &WorkerSettings,
+    redis: &RedisSettings,
+    registry: &Registry,
+) -> Result<()> {
+    let groups = load_groups(plan, settings)?;
+    let pool_file = matches!(plan, PoolPlan::File { .. });
+    let mut handled = HANDLED.to_vec();
+    handled.push(Signal::SIGWINCH);
+    let signals =
+        SignalPipe::install(&handled).map_err(|e| Error::io("installing signal handlers", e))?;
+    let me = nix::unistd::getpid();
+    let mut slots: Vec<Slot> = Vec::new();
+    converge(&mut slots, &groups);
+    let mut groups = groups;
     let mut stopping: Option<Signal> = None;
     if !wait_for_redis(&signals, settings, redis)? {
         return Ok(());
     }
-    // Connects when first used: to account for a killed worker, and to
-    // promote due delayed jobs (the pool's duty; its workers leave it to us).
+    // Connects when first used: to account for a killed worker, to publish
+    // the pool's groups, and to schedule delayed and recurring jobs (the
+    // pool's duty; its workers leave it to us).
     let mut store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
+    let who = format!("{}:{me}", crate::identity::hostname());
     let mut promoter = settings
         .scheduler
         .as_ref()
-        .map(|s| {
-            Promoter::new(
-                s,
-                format!("{}:{me}:supervisor", crate::identity::hostname()),
-            )
-        })
+        .map(|s| Promoter::new(s, format!("{who}:supervisor")))
         .transpose()?;
     let settings = &WorkerSettings {
         scheduler: None,
         ..settings.clone()
     };
-    log::info!("supervisor {me} starting {count} workers");
+    log::info!(
+        "supervisor {me} starting {} workers: {}",
+        groups.iter().map(|g| g.count).sum::<usize>(),
+        describe(&groups, &slots)
+    );
+    let mut published: Option<String> = None;
     loop {
         if stopping.is_none() {
-            for slot in slots.iter_mut().filter(|s| s.pid.is_none() && !s.finished) {
+            for slot in slots
+                .iter_mut()
+                .filter(|s| s.pid.is_none() && !s.finished && !s.retiring)
+            {
                 if Instant::now() >= slot.start_at {
                     // A worker must not share the supervisor's connection.
                     store.disconnect();
-                    let pid = start_worker(me, &signals, settings, redis, registry)?;
-                    log::info!("started worker pid {pid}");
+                    let worker_settings = WorkerSettings {
+                        queues: (*slot.spec).clone(),
+                        ..settings.clone()
+                    };
+                    let pid = start_worker(me, &signals, &worker_settings, redis, registry)?;
+                    log::info!("started worker pid {pid} ({})", slot.group);
                     slot.pid = Some(pid);
                     slot.started = Instant::now();
                 }
@@ -100,25 +156,36 @@ pub fn run(
             .filter_map(|s| s.pid)
             .map(|p| p.as_raw())
             .collect();
-        let all_finished = slots.iter().all(|s| s.finished);
+        // Done when stopped, or when every worker drained (INTERVAL=0); a
+        // pool emptied by WINCH waits for the HUP that refills it.
+        let all_finished = !slots.is_empty() && slots.iter().all(|s| s.finished);
         if (stopping.is_some() || all_finished) && pids.is_empty() {
             log::info!("all workers have exited");
+            let _ = store.forget_pool(&who);
             return Ok(());
         }
-        proctitle::set(&format!(
-            "Supervising {} workers on {} {:?}{}",
-            count,
-            settings.queues.id_part(),
-            pids,
-            if stopping.is_some() {
-                " (stopping)"
-            } else {
-                ""
+        let shown = describe(&groups, &slots);
+        let what = match plan {
+            PoolPlan::Count(count) => {
+                format!("{count} workers on {}", settings.queues.id_part())
             }
-        ));
+            PoolPlan::File { .. } => format!("pool: {shown}"),
+        };
+        let stop_note = if stopping.is_some() {
+            " (stopping)"
+        } else {
+            ""
+        };
+        proctitle::set(&format!("Supervising {what} {pids:?}{stop_note}"));
+        if published.as_deref() != Some(&shown) {
+            match store.publish_pool(&who, &pool_state(&groups, &slots)) {
+                Ok(()) => published = Some(shown),
+                Err(e) => log::debug!("{e}; publishing the pool's groups later"),
+            }
+        }
         let wait = slots
             .iter()
-            .filter(|s| s.pid.is_none() && !s.finished && stopping.is_none())
+            .filter(|s| s.pid.is_none() && !s.finished && !s.retiring && stopping.is_none())
             .map(|s| s.start_at.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(Duration::from_secs(60));
@@ -132,11 +199,37 @@ pub fn run(
         for sig in signals.drain() {
             match sig {
                 Signal::SIGCHLD => {}
+                // resque-pool's HUP: re-read the file and converge.
+                Signal::SIGHUP if pool_file && stopping.is_none() => {
+                    match load_groups(plan, settings) {
+                        Ok(next) => {
+                            let counts: Vec<String> = next
+                                .iter()
+                                .map(|g| format!("{}: {}", g.queues, g.count))
+                                .collect();
+                            log::info!("HUP: pool reloaded: {}", counts.join(", "));
+                            groups = next;
+                            converge(&mut slots, &groups);
+                        }
+                        Err(e) => log::error!("{e}; keeping the pool as it was"),
+                    }
+                    if let Some(p) = promoter.as_mut().filter(|p| p.has_schedule_file()) {
+                        p.reload();
+                    }
+                }
                 Signal::SIGHUP if promoter.as_ref().is_some_and(|p| p.has_schedule_file()) => {
                     if let Some(p) = promoter.as_mut() {
                         p.reload();
                     }
                 }
+                // resque-pool's WINCH: every worker finishes and exits; the
+                // manager stays, and a HUP starts them again.
+                Signal::SIGWINCH if pool_file && stopping.is_none() => {
+                    log::info!("WINCH: stopping every worker gracefully; HUP starts them again");
+                    groups.clear();
+                    converge(&mut slots, &groups);
+                }
+                Signal::SIGWINCH => {}
                 Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP => {
                     log::info!("{} received: stopping the workers", sig.as_str());
                     // HUP means our own terminal or parent went away: the
@@ -148,8 +241,8 @@ pub fn run(
             }
         }
         let killed = reap(&mut slots, stopping.is_some());
-        for pid in &killed {
-            account_for(&mut store, *pid, settings);
+        for (pid, spec) in &killed {
+            account_for(&mut store, *pid, spec, settings);
         }
         if let (Some(p), None) = (promoter.as_mut(), stopping) {
             p.tick(&mut store);
@@ -157,13 +250,83 @@ pub fn run(
     }
 }
 
+/// Makes `slots` match `groups`: new groups and grown ones get slots;
+/// removed groups and surplus workers are told to finish and exit (QUIT);
+/// workers whose group did not change are left alone.
+fn converge(slots: &mut Vec<Slot>, groups: &[Group]) {
+    let now = Instant::now();
+    for slot in slots.iter_mut().filter(|s| !s.retiring) {
+        if !groups.iter().any(|g| *g.queues == *slot.group) {
+            retire(slot);
+        }
+    }
+    for group in groups {
+        let active = |s: &Slot| *s.group == *group.queues && !s.retiring && !s.finished;
+        let have = slots.iter().filter(|s| active(s)).count();
+        if have < group.count {
+            slots.extend((have..group.count).map(|_| Slot::new(group, now)));
+        }
+        // Surplus: workers not started yet first, then the newest.
+        let mut mine: Vec<usize> = (0..slots.len()).filter(|&i| active(&slots[i])).collect();
+        mine.sort_by_key(|&i| (slots[i].pid.is_some(), std::cmp::Reverse(slots[i].started)));
+        let surplus = mine.len().saturating_sub(group.count);
+        for &i in &mine[..surplus] {
+            retire(&mut slots[i]);
+        }
+    }
+    slots.retain(|s| !(s.retiring && s.pid.is_none()));
+}
+
+/// Tells a slot's worker to finish its job and exit; it is not restarted.
+fn retire(slot: &mut Slot) {
+    slot.retiring = true;
+    if let Some(pid) = slot.pid {
+        log::info!("stopping worker pid {pid} ({}) after its job", slot.group);
+        let _ = kill(pid, Signal::SIGQUIT);
+    }
+}
+
+/// `critical 2/2, default,low 7/8`: each group, running and intended.
+fn describe(groups: &[Group], slots: &[Slot]) -> String {
+    if groups.is_empty() {
+        return "no workers (WINCH)".into();
+    }
+    groups
+        .iter()
+        .map(|g| {
+            let running = slots
+                .iter()
+                .filter(|s| *s.group == *g.queues && s.pid.is_some() && !s.retiring)
+                .count();
+            format!("{} {running}/{}", g.queues, g.count)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The pool's groups as `pool status` and `workers` show them.
+fn pool_state(groups: &[Group], slots: &[Slot]) -> String {
+    let groups: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|g| {
+            let pids: Vec<i32> = slots
+                .iter()
+                .filter(|s| *s.group == *g.queues && !s.retiring)
+                .filter_map(|s| s.pid.map(Pid::as_raw))
+                .collect();
+            serde_json::json!({"queues": g.queues, "intended": g.count, "running": pids.len(), "pids": pids})
+        })
+        .collect();
+    serde_json::json!({"groups": groups, "updated": crate::timefmt::now_epoch()}).to_string()
+}
+
 /// Files the job of a worker that a signal killed, at once: its supervisor
 /// reaped it, so it is dead beyond doubt (pruning's pid rule must wait for
 /// its heartbeat to age, lest it judge a worker of another PID namespace).
 /// A worker that exited by itself has unregistered, or never registered.
 /// Failures are logged: pruning accounts for the worker later anyway.
-fn account_for(store: &mut Store, pid: Pid, settings: &WorkerSettings) {
-    let id = crate::identity::worker_id(pid.as_raw(), &settings.queues.id_part());
+fn account_for(store: &mut Store, pid: Pid, spec: &QueueSpec, settings: &WorkerSettings) {
+    let id = crate::identity::worker_id(pid.as_raw(), &spec.id_part());
     let now = crate::timefmt::now_epoch();
     match crate::prune::file_dead_worker(store, &id, &settings.prune, now) {
         Ok(Unregistered::Idle) => log::info!("removed killed worker {id}"),
@@ -231,30 +394,35 @@ fn forward(slots: &[Slot], sig: Signal) {
     }
 }
 
-/// Collects exited workers and schedules their restart. Returns the pids of
-/// the workers a signal killed, whose keys and job are left to account for.
-fn reap(slots: &mut [Slot], stopping: bool) -> Vec<Pid> {
+/// Collects exited workers and schedules their restart (a retiring one is
+/// dropped instead). Returns the workers a signal killed, whose keys and
+/// job are left to account for.
+fn reap(slots: &mut Vec<Slot>, stopping: bool) -> Vec<(Pid, Rc<QueueSpec>)> {
     let mut killed = Vec::new();
     loop {
         let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return killed,
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
             Ok(status) => status,
         };
         let Some(pid) = status.pid() else {
-            return killed;
+            break;
         };
         let Some(slot) = slots.iter_mut().find(|s| s.pid == Some(pid)) else {
             continue;
         };
         slot.pid = None;
         if let WaitStatus::Signaled(..) = status {
-            killed.push(pid);
+            killed.push((pid, slot.spec.clone()));
         }
         let how = match status {
             WaitStatus::Exited(_, code) => format!("exit code {code}"),
             WaitStatus::Signaled(_, sig, _) => format!("signal {}", sig.as_str()),
             other => format!("{other:?}"),
         };
+        if slot.retiring {
+            log::info!("worker pid {pid} ({}) exited ({how}): retired", slot.group);
+            continue;
+        }
         if let (WaitStatus::Exited(_, 0), false) = (status, stopping) {
             // Only a drain (INTERVAL=0) or a stop signal sent to the worker
             // itself ends a worker with 0: it is done, not dead.
@@ -280,6 +448,8 @@ fn reap(slots: &mut [Slot], stopping: bool) -> Vec<Pid> {
         );
         slot.start_at = Instant::now() + delay;
     }
+    slots.retain(|s| !(s.retiring && s.pid.is_none()));
+    killed
 }
 
 /// Forks one worker. The child never returns.

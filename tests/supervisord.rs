@@ -31,6 +31,11 @@ impl Drop for Supervisord {
 
 /// The shipped program section, pointed at this test's binary and Redis.
 fn program_section(dir: &Path, redis: &RedisServer, jobs: &JobsDir) -> String {
+    program_section_with(dir, redis, jobs, "COUNT=\"2\",QUEUE=\"q\"")
+}
+
+/// The same, with `workers` (COUNT and QUEUE, or POOL) in its environment.
+fn program_section_with(dir: &Path, redis: &RedisServer, jobs: &JobsDir, workers: &str) -> String {
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/supervisor/resque-fork.conf"),
     )
@@ -43,7 +48,7 @@ fn program_section(dir: &Path, redis: &RedisServer, jobs: &JobsDir) -> String {
                 "command" => format!("command={}", bin()),
                 "directory" => format!("directory={}", dir.display()),
                 "environment" => format!(
-                    "environment=COUNT=\"2\",QUEUE=\"q\",INTERVAL=\"0.1\",JOBS_DIR=\"{}\",REDIS_URL=\"{}\",VERBOSE=\"1\"",
+                    "environment={workers},INTERVAL=\"0.1\",JOBS_DIR=\"{}\",REDIS_URL=\"{}\",VERBOSE=\"1\"",
                     jobs.path().display(),
                     redis.url()
                 ),
@@ -162,4 +167,37 @@ fn supervisorctl_stop_and_restart_mid_job_lose_nothing() {
     assert_eq!(redis.int("resque:stat:processed"), 2);
     assert!(redis.failures().is_empty());
     assert_eq!(redis.llen("resque:queue:q"), 0);
+}
+
+#[test]
+fn a_pool_file_under_supervisord_reloads_on_supervisorctl_signal_hup() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resque-pool.yml");
+    std::fs::write(&file, "a: 1\n").unwrap();
+    let workers = format!("POOL=\"{}\"", file.display());
+    let program = program_section_with(dir.path(), &redis, &jobs, &workers);
+    let sup = start_supervisord(dir.path(), &program);
+    let registered = |q: &str| {
+        redis
+            .members("resque:workers")
+            .iter()
+            .filter(|id| id.ends_with(&format!(":{q}")))
+            .count()
+    };
+    wait_until("supervisord starts the pool", || registered("a") == 1);
+    std::fs::write(&file, "a: 2\nb: 1\n").unwrap();
+    let out = sup.ctl(&["signal", "HUP", "resque-fork"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the pool converges", || {
+        registered("a") == 2 && registered("b") == 1
+    });
+    assert!(sup
+        .ctl(&["stop", "resque-fork"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert!(redis.members("resque:workers").is_empty());
 }

@@ -20,8 +20,8 @@ VERBOSE/VVERBOSE (e.g. RUST_LOG=resque_fork=debug).
 
 Signals: QUIT finishes the current job then exits; TERM/INT kill the current
 job (recorded as Resque::DirtyExit) and exit; USR1 kills the current job only;
-USR2 pauses; CONT resumes; HUP re-reads SCHEDULE's file (without SCHEDULE, as
-TERM).";
+USR2 pauses; CONT resumes; HUP re-reads POOL's and SCHEDULE's files (without
+either, as TERM); WINCH (with POOL) stops every worker until the next HUP.";
 
 /// A Resque-compatible background-job worker that forks per job.
 #[derive(Debug, Parser)]
@@ -107,6 +107,9 @@ pub(super) struct WorkArgs {
     /// Write the pid of the foreground process to this file while it runs
     #[arg(long, env = "PIDFILE", value_name = "FILE")]
     pidfile: Option<PathBuf>,
+    /// resque-pool's config file: groups of workers by queue list ("critical": 2, "default,low": 8); HUP re-reads it
+    #[arg(long, env = "POOL", value_name = "FILE")]
+    pool: Option<PathBuf>,
     /// Worker processes to run; more than 1 makes the foreground process their supervisor
     #[arg(short, long, env = "COUNT", default_value = "1", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -255,6 +258,9 @@ pub(super) enum Command {
     Schedule,
     /// The jobs waiting for a retry: when, which attempt, the last error
     Retries,
+    /// Pools (POOL's groups): status, reload
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// Print a shell completion script: resque-fork completions bash > /etc/bash_completion.d/resque-fork
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -282,6 +288,18 @@ pub(super) enum DelayedCommand {
         /// Do not ask
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum PoolCommand {
+    /// Every running pool's groups, with intended and running workers
+    Status,
+    /// Make the pool in PIDFILE re-read its POOL (and SCHEDULE) file: sends it HUP
+    Reload {
+        /// The pool's PIDFILE
+        #[arg(long, env = "PIDFILE", value_name = "FILE")]
+        pidfile: PathBuf,
     },
 }
 
@@ -488,9 +506,31 @@ impl WorkArgs {
         }))
     }
 
+    /// The pool to supervise: POOL's groups, or COUNT workers (None: one
+    /// worker, no supervisor).
+    pub(super) fn pool_plan(&self) -> Result<Option<crate::supervisor::PoolPlan>> {
+        use crate::supervisor::PoolPlan;
+        Ok(match &self.pool {
+            Some(path) => {
+                if self.count > 1 {
+                    log::warn!("POOL is set: COUNT is ignored (the file gives each group's count)");
+                }
+                Some(PoolPlan::File {
+                    path: config::absolute(path)?,
+                    env: crate::pool_config::environment(),
+                })
+            }
+            None if self.count > 1 => Some(PoolPlan::Count(usize::from(self.count))),
+            None => None,
+        })
+    }
+
     pub(super) fn settings(&self) -> Result<WorkerSettings> {
+        // With POOL each group has its own queues; QUEUE may then be unset.
+        let from_pool = self.pool.is_some().then_some("*");
         let list = non_empty(&self.queues)
             .or(non_empty(&self.queue))
+            .or(from_pool)
             .ok_or_else(|| {
                 Error::Config(
                     "no queues given: set QUEUE (e.g. QUEUE=high,low or QUEUE=*) or pass --queue"

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::handlers::Registry;
 use crate::worker::Worker;
 use crate::{ops, proctitle, producer, report, signals, supervisor};
-use args::{forget_empty_env_vars, Command, DelayedCommand, FailedCommand, QueueCommand};
+use args::{
+    forget_empty_env_vars, Command, DelayedCommand, FailedCommand, PoolCommand, QueueCommand,
+};
 use clap::{CommandFactory, Parser};
 use std::io::Write;
 
@@ -53,6 +55,11 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
                 .render(&mut page)
                 .map_err(|e| Error::io("rendering the man page", e))?;
             return print_text(&String::from_utf8_lossy(&page));
+        }
+        // Needs no Redis: a signal to the pool in PIDFILE.
+        Command::Pool(PoolCommand::Reload { pidfile }) => {
+            let pid = crate::pidfile::signal_holder(pidfile, nix::sys::signal::Signal::SIGHUP)?;
+            return print_text(&format!("sent HUP to pool {pid}: it re-reads its files\n"));
         }
         _ => {}
     }
@@ -130,7 +137,11 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Workers => {
             let policy = cli.work.prune_policy()?;
             let rows = ops::workers(&mut store, &crate::identity::hostname(), &policy)?;
-            show(json, &rows, |r| report::workers(r));
+            let pools = ops::pools(&mut store)?;
+            show(json, &rows, |r| report::workers(r) + &report::pools(&pools));
+        }
+        Command::Pool(PoolCommand::Status) => {
+            show(json, &ops::pools(&mut store)?, |p| report::pools(p));
         }
         Command::Failed(FailedCommand::List { limit, filter }) => {
             let list = ops::failed_listing(&mut store, &filter.filter(), *limit)?;
@@ -216,7 +227,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             let pruned = ops::prune_now(&mut store, &who, &hostname, &policy)?;
             show(json, &pruned, |p| report::pruned(p));
         }
-        Command::Completions { .. } | Command::Man => {}
+        Command::Completions { .. } | Command::Man | Command::Pool(PoolCommand::Reload { .. }) => {}
     }
     Ok(())
 }
@@ -265,7 +276,7 @@ fn confirm(yes: bool, question: &str) -> Result<bool> {
 fn work(cli: &Cli, registry: &Registry) -> Result<()> {
     let settings = cli.work.settings()?;
     let redis = cli.redis.settings()?;
-    let count = usize::from(cli.work.count);
+    let plan = cli.work.pool_plan()?;
     // Hold signals until the handlers exist: a script may signal the pid as
     // soon as it appears in PIDFILE.
     signals::block(signals::HANDLED);
@@ -274,9 +285,8 @@ fn work(cli: &Cli, registry: &Registry) -> Result<()> {
         None => None,
     };
     proctitle::init();
-    if count == 1 {
-        Worker::new(settings, &redis, registry)?.run()
-    } else {
-        supervisor::run(count, &settings, &redis, registry)
+    match plan {
+        None => Worker::new(settings, &redis, registry)?.run(),
+        Some(plan) => supervisor::run(&plan, &settings, &redis, registry),
     }
 }

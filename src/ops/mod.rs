@@ -404,6 +404,35 @@ pub fn retries(store: &mut Store) -> Result<Vec<RetryRow>> {
         .collect())
 }
 
+/// A running pool's groups, as its supervisor published them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolRow {
+    /// `host:pid` of the supervisor.
+    pub pool: String,
+    /// `[{queues, intended, running, pids}]`.
+    pub groups: serde_json::Value,
+    /// When the supervisor last changed it, epoch seconds.
+    pub updated: Option<i64>,
+}
+
+/// Every pool's groups (`pool status`, and the foot of `workers`).
+pub fn pools(store: &mut Store) -> Result<Vec<PoolRow>> {
+    let mut rows: Vec<PoolRow> = store
+        .pools()?
+        .into_iter()
+        .map(|(pool, state)| {
+            let v: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
+            PoolRow {
+                pool,
+                groups: v["groups"].clone(),
+                updated: v["updated"].as_i64(),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.pool.cmp(&b.pool));
+    Ok(rows)
+}
+
 /// `delayed clear`: how many items were deleted.
 pub fn delayed_clear(store: &mut Store) -> Result<i64> {
     store.clear_delayed()

@@ -284,3 +284,35 @@ impl Store {
         .map(|_| ())
     }
 }
+
+impl Store {
+    /// Records pool `who`'s groups (a JSON document) for `pool status`.
+    pub fn publish_pool(&mut self, who: &str, state: &str) -> Result<()> {
+        self.with_conn(
+            || format!("publishing the groups of pool {who}"),
+            |c, k, _| {
+                redis::cmd("HSET")
+                    .arg(k.pools())
+                    .arg(who)
+                    .arg(state)
+                    .query(c)
+            },
+        )
+    }
+
+    /// Removes pool `who`'s record (at its exit).
+    pub fn forget_pool(&mut self, who: &str) -> Result<()> {
+        self.with_conn(
+            || format!("removing the record of pool {who}"),
+            |c, k, _| redis::cmd("HDEL").arg(k.pools()).arg(who).query(c),
+        )
+    }
+
+    /// Every pool's record: (`host:pid`, JSON document).
+    pub fn pools(&mut self) -> Result<Vec<(String, String)>> {
+        self.with_conn(
+            || "reading the pools".into(),
+            |c, k, _| redis::cmd("HGETALL").arg(k.pools()).query(c),
+        )
+    }
+}
