@@ -19,9 +19,11 @@ fn ruby_delayed_push(redis: &RedisServer, ts: i64, item: &str) {
     ruby_delayed_push_many(redis, [(ts, item.to_string())]);
 }
 
-/// Writes many delayed items as Ruby's `delayed_push` does, in one round trip.
+/// Writes many delayed items as Ruby's `delayed_push` does (in MULTI, so no
+/// promoter sees an item before its `timestamps:` entry), in one round trip.
 fn ruby_delayed_push_many(redis: &RedisServer, items: impl IntoIterator<Item = (i64, String)>) {
     let mut pipe = redis::pipe();
+    pipe.atomic();
     for (ts, item) in items {
         pipe.rpush(format!("resque:delayed:{ts}"), &item)
             .sadd(format!("resque:timestamps:{item}"), format!("delayed:{ts}"))
