@@ -3,7 +3,8 @@
 say() { printf '%s: %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 
 # need COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing
-# (as root), or says what to install and fails.
+# (as root), or says what to install and fails. NO_RECOMMENDS=1 leaves out
+# the package's recommended extras.
 need() {
   command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -13,7 +14,11 @@ need() {
       apt-get update -qq >&2
       APT_UPDATED=1
     fi
-    apt-get install -y -qq "$2" >&2
+    if [ -n "${NO_RECOMMENDS:-}" ]; then
+      apt-get install -y -qq --no-install-recommends "$2" >&2
+    else
+      apt-get install -y -qq "$2" >&2
+    fi
   else
     say "$1 is not installed. Install it (Debian/Ubuntu: sudo apt-get install $2) and run this again."
     exit 1

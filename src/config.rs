@@ -177,6 +177,8 @@ pub struct WorkerSettings {
     pub scheduler: Option<SchedulerSettings>,
     /// Which failed jobs are retried, how often and after how long.
     pub retry: crate::retry::RetrySettings,
+    /// `METRICS_LISTEN`: the pool also runs the metrics exporter, there.
+    pub metrics_listen: Option<String>,
 }
 
 /// How a pool promotes delayed jobs and enqueues recurring ones.

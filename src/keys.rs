@@ -163,6 +163,22 @@ impl Keys {
         self.key("resque-fork:pools")
     }
 
+    /// Ours: per-job figures by queue and class (contract 14), a hash.
+    pub fn metrics(&self) -> String {
+        self.key("resque-fork:metrics")
+    }
+
+    /// Ruby resque's set of failure queues (the redis_multi_queue failure
+    /// backend), read by exporters; absent means the one `failed` list.
+    pub fn failed_queues(&self) -> String {
+        self.key("failed_queues")
+    }
+
+    /// A failure queue named in `failed_queues`.
+    pub fn failed_queue(&self, name: &str) -> String {
+        self.key(name)
+    }
+
     /// Set to `true` by an operator to pause every worker.
     pub fn pause_all(&self) -> String {
         self.key("pause-all-workers")
@@ -224,5 +240,7 @@ mod tests {
         assert_eq!(k.schedule_ticks(), "resque:resque-fork:schedule_ticks");
         assert_eq!(k.retry_counter("ab12"), "resque:resque-fork:retry:ab12");
         assert_eq!(k.pools(), "resque:resque-fork:pools");
+        assert_eq!(k.metrics(), "resque:resque-fork:metrics");
+        assert_eq!(k.failed_queues(), "resque:failed_queues");
     }
 }

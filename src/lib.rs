@@ -146,6 +146,8 @@ pub mod doorbell;
 #[doc(hidden)]
 pub mod job_clock;
 #[doc(hidden)]
+pub mod metrics;
+#[doc(hidden)]
 pub mod ops;
 #[doc(hidden)]
 pub mod pidfile;

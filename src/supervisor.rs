@@ -77,6 +77,16 @@ impl Slot {
     }
 }
 
+/// The metrics exporter a pool runs with METRICS_LISTEN: a child process
+/// of its own (tiny_http's threads must not live in a process that forks),
+/// restarted like a worker when it dies.
+struct Exporter {
+    listen: String,
+    pid: Option<Pid>,
+    start_at: Instant,
+    backoff: Backoff,
+}
+
 /// The groups of `plan`.
 fn load_groups(plan: &PoolPlan, settings: &WorkerSettings) -> Result<Vec<Group>> {
     match plan {
@@ -121,8 +131,15 @@ pub fn run(
         .as_ref()
         .map(|s| Promoter::new(s, format!("{who}:supervisor")))
         .transpose()?;
+    let mut exporter = settings.metrics_listen.clone().map(|listen| Exporter {
+        listen,
+        pid: None,
+        start_at: Instant::now(),
+        backoff: RESTART,
+    });
     let settings = &WorkerSettings {
         scheduler: None,
+        metrics_listen: None,
         ..settings.clone()
     };
     log::info!(
@@ -151,6 +168,15 @@ pub fn run(
                 }
             }
         }
+        if let (Some(e), None) = (exporter.as_mut(), stopping) {
+            if e.pid.is_none() && Instant::now() >= e.start_at {
+                store.disconnect();
+                let pid = start_exporter(me, &signals, &e.listen, redis, &settings.prune)?;
+                log::info!("started the metrics exporter, pid {pid}");
+                e.pid = Some(pid);
+                e.start_at = Instant::now();
+            }
+        }
         let pids: Vec<i32> = slots
             .iter()
             .filter_map(|s| s.pid)
@@ -159,7 +185,13 @@ pub fn run(
         // Done when stopped, or when every worker drained (INTERVAL=0); a
         // pool emptied by WINCH waits for the HUP that refills it.
         let all_finished = !slots.is_empty() && slots.iter().all(|s| s.finished);
+        let exporting = exporter.as_ref().and_then(|e| e.pid);
         if (stopping.is_some() || all_finished) && pids.is_empty() {
+            if let Some(pid) = exporting {
+                // The workers are gone: the exporter goes last.
+                let _ = kill(pid, Signal::SIGTERM);
+                let _ = waitpid(pid, None);
+            }
             log::info!("all workers have exited");
             let _ = store.forget_pool(&who);
             return Ok(());
@@ -189,6 +221,12 @@ pub fn run(
             .map(|s| s.start_at.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(Duration::from_secs(60));
+        let wait = match exporter.as_ref().filter(|e| e.pid.is_none()) {
+            Some(e) if stopping.is_none() => {
+                wait.min(e.start_at.saturating_duration_since(Instant::now()))
+            }
+            _ => wait,
+        };
         let wait = match &promoter {
             Some(p) if stopping.is_none() => {
                 wait.min(p.next().saturating_duration_since(Instant::now()))
@@ -240,7 +278,7 @@ pub fn run(
                 other => forward(&slots, other),
             }
         }
-        let killed = reap(&mut slots, stopping.is_some());
+        let killed = reap(&mut slots, exporter.as_mut(), stopping.is_some());
         for (pid, spec) in &killed {
             account_for(&mut store, *pid, spec, settings);
         }
@@ -397,7 +435,11 @@ fn forward(slots: &[Slot], sig: Signal) {
 /// Collects exited workers and schedules their restart (a retiring one is
 /// dropped instead). Returns the workers a signal killed, whose keys and
 /// job are left to account for.
-fn reap(slots: &mut Vec<Slot>, stopping: bool) -> Vec<(Pid, Rc<QueueSpec>)> {
+fn reap(
+    slots: &mut Vec<Slot>,
+    mut exporter: Option<&mut Exporter>,
+    stopping: bool,
+) -> Vec<(Pid, Rc<QueueSpec>)> {
     let mut killed = Vec::new();
     loop {
         let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -407,6 +449,23 @@ fn reap(slots: &mut Vec<Slot>, stopping: bool) -> Vec<(Pid, Rc<QueueSpec>)> {
         let Some(pid) = status.pid() else {
             break;
         };
+        if let Some(e) = exporter.as_deref_mut().filter(|e| e.pid == Some(pid)) {
+            e.pid = None;
+            if !stopping {
+                let delay = if e.start_at.elapsed() >= STABLE_AFTER {
+                    e.backoff.reset();
+                    Duration::ZERO
+                } else {
+                    e.backoff.delay()
+                };
+                log::warn!(
+                    "the metrics exporter (pid {pid}) ended ({status:?}); restarting it in {:.1}s",
+                    delay.as_secs_f64()
+                );
+                e.start_at = Instant::now() + delay;
+            }
+            continue;
+        }
         let Some(slot) = slots.iter_mut().find(|s| s.pid == Some(pid)) else {
             continue;
         };
@@ -450,6 +509,54 @@ fn reap(slots: &mut Vec<Slot>, stopping: bool) -> Vec<(Pid, Rc<QueueSpec>)> {
     }
     slots.retain(|s| !(s.retiring && s.pid.is_none()));
     killed
+}
+
+/// Forks the metrics exporter. The child never returns: it serves until a
+/// signal ends it (TERM from the supervisor, or the kernel's when the
+/// supervisor dies).
+fn start_exporter(
+    supervisor: Pid,
+    signals: &SignalPipe,
+    listen: &str,
+    redis: &RedisSettings,
+    policy: &crate::prune::PrunePolicy,
+) -> Result<Pid> {
+    let blocked = signals::block(HANDLED);
+    // SAFETY: the supervisor is single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => {
+            signals::restore(blocked);
+            Ok(child)
+        }
+        Ok(ForkResult::Child) => {
+            // Default dispositions, nothing blocked: TERM ends it.
+            signals.reset_in_child();
+            signals::restore(nix::sys::signal::SigSet::empty());
+            // SAFETY: prctl with a valid option and signal number.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+            if nix::unistd::getppid() != supervisor {
+                // SAFETY: leaving the supervisor's copy at once.
+                unsafe { libc::_exit(1) }
+            }
+            proctitle::set(&format!("Exporting metrics on {listen}"));
+            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::metrics::exporter::serve(listen, redis, policy)
+            })) {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) => {
+                    log::error!("{e}");
+                    1
+                }
+                Err(_) => 101,
+            };
+            // SAFETY: _exit skips the supervisor's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Err(e) => {
+            signals::restore(blocked);
+            Err(Error::io("forking the metrics exporter", e.into()))
+        }
+    }
 }
 
 /// Forks one worker. The child never returns.

@@ -5,6 +5,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Seconds since the epoch, now, by this host's clock, with fractions.
+pub fn now_fraction() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Seconds since the epoch, now, by this host's clock.
 pub fn now_epoch() -> i64 {
     SystemTime::now()

@@ -100,6 +100,7 @@ fn a_retried_record_counts_once() {
         pid_key: None,
         now: 1,
         retry: None,
+        figures: None,
     };
     assert!(s.record(&outcome).unwrap());
     assert!(!s.record(&outcome).unwrap(), "a retry is recognised");
@@ -142,6 +143,7 @@ fn a_retry_is_recorded_in_one_step_or_filed_when_the_delayed_keys_are_unusable()
                 count: 1,
                 ttl: 60,
             }),
+            figures: None,
         };
         assert!(s.record(&outcome).unwrap());
         assert_eq!(redis.get("resque:worker:h:1:q"), None);

@@ -358,10 +358,15 @@ fn interval_zero_drains_then_exits_and_unregisters() {
     drain(&redis, &jobs, "q");
     assert_eq!(redis.int("resque:stat:processed"), 20);
     assert_eq!(redis.llen("resque:queue:q"), 0);
-    // Only the shared stats, the queue set and nothing of the worker remain.
+    // Only the shared stats (Resque's and the metrics), the queue set and
+    // nothing of the worker remain.
     assert_eq!(
         redis.keys(),
-        ["resque:queues", "resque:stat:processed"],
+        [
+            "resque:queues",
+            "resque:resque-fork:metrics",
+            "resque:stat:processed"
+        ],
         "worker keys left behind"
     );
 }

@@ -110,6 +110,9 @@ pub(super) struct WorkArgs {
     /// resque-pool's config file: groups of workers by queue list ("critical": 2, "default,low": 8); HUP re-reads it
     #[arg(long, env = "POOL", value_name = "FILE")]
     pool: Option<PathBuf>,
+    /// Also serve Prometheus metrics on this address, from a supervised child process of the pool (e.g. 127.0.0.1:9447)
+    #[arg(long, env = "METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Worker processes to run; more than 1 makes the foreground process their supervisor
     #[arg(short, long, env = "COUNT", default_value = "1", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -236,7 +239,22 @@ pub(super) enum Command {
         job_id: String,
     },
     /// Pending, processed and failed counts, queues, workers, working (resque-web's Stats)
-    Info,
+    Info {
+        /// Print the metrics exporter's text instead, once (for node_exporter's textfile collector)
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Serve Prometheus metrics of the whole deployment on /metrics
+    Metrics {
+        /// Address to listen on (127.0.0.1 by default: wider is your explicit choice)
+        #[arg(
+            long,
+            env = "METRICS_LISTEN",
+            default_value = "127.0.0.1:9447",
+            value_name = "ADDR"
+        )]
+        listen: String,
+    },
     /// Every queue with its length
     Queues,
     /// Look at or empty one queue
@@ -520,7 +538,11 @@ impl WorkArgs {
                     env: crate::pool_config::environment(),
                 })
             }
-            None if self.count > 1 => Some(PoolPlan::Count(usize::from(self.count))),
+            // The exporter is a child of the pool's supervisor: one worker
+            // with METRICS_LISTEN is a pool of one.
+            None if self.count > 1 || non_empty(&self.metrics_listen).is_some() => {
+                Some(PoolPlan::Count(usize::from(self.count)))
+            }
             None => None,
         })
     }
@@ -556,6 +578,7 @@ impl WorkArgs {
             job_env_keep_redis: self.job_env_keep_redis,
             scheduler: self.scheduler_settings()?,
             retry: self.retry_settings()?,
+            metrics_listen: non_empty(&self.metrics_listen).map(str::to_string),
             limits: config::JobLimits {
                 timeout: self.job_timeout,
                 memory_bytes: self.job_memory_limit,

@@ -56,6 +56,20 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
                 .map_err(|e| Error::io("rendering the man page", e))?;
             return print_text(&String::from_utf8_lossy(&page));
         }
+        // Whether or not Redis answers: then resque_up is 0.
+        Command::Info { prometheus: true } => {
+            let policy = cli.work.prune_policy()?;
+            let redis = cli.redis.settings()?;
+            let mut store = crate::store::Store::open(&redis.url, crate::Keys::new(&redis.prefix))?;
+            let snapshot =
+                crate::metrics::Snapshot::gather(&mut store, &crate::identity::hostname(), &policy);
+            return print_text(&crate::metrics::exporter::render(snapshot, false));
+        }
+        // Connects per scrape: serving starts whether or not Redis answers.
+        Command::Metrics { listen } => {
+            let policy = cli.work.prune_policy()?;
+            return crate::metrics::exporter::serve(listen, &cli.redis.settings()?, &policy);
+        }
         // Needs no Redis: a signal to the pool in PIDFILE.
         Command::Pool(PoolCommand::Reload { pidfile }) => {
             let pid = crate::pidfile::signal_holder(pidfile, nix::sys::signal::Signal::SIGHUP)?;
@@ -116,7 +130,8 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             let found = ops::job_status(&mut store, job_id)?;
             show(json, &found, report::job_status);
         }
-        Command::Info => show(json, &ops::info(&mut store)?, report::info),
+        // (--prometheus is answered above, before connecting.)
+        Command::Info { .. } => show(json, &ops::info(&mut store)?, report::info),
         Command::Queues => show(json, &ops::queues(&mut store)?, |r| report::queues(r)),
         Command::Queue(QueueCommand::Show { name, limit }) => {
             let jobs = ops::queue_show(&mut store, name, *limit)?;
@@ -227,7 +242,10 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
             let pruned = ops::prune_now(&mut store, &who, &hostname, &policy)?;
             show(json, &pruned, |p| report::pruned(p));
         }
-        Command::Completions { .. } | Command::Man | Command::Pool(PoolCommand::Reload { .. }) => {}
+        Command::Completions { .. }
+        | Command::Man
+        | Command::Metrics { .. }
+        | Command::Pool(PoolCommand::Reload { .. }) => {}
     }
     Ok(())
 }

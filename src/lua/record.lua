@@ -9,10 +9,15 @@
 -- ARGV[7] the pid written to the pid key
 -- ARGV[8] the record with the job's process group (lua/started.lua), which
 --         worker:ID holds instead when that write landed
--- A retry (contract 13) passes more: ARGV[9] the delayed item that retries
--- the job ('' for none)  ARGV[10] its delay in seconds  ARGV[11] the job's
--- retry counter key ('' for none)  ARGV[12] the count to keep there ('' to
--- delete it)  ARGV[13] its TTL  ARGV[14] the key prefix. A retried job is
+-- The job's figures (contract 14), '' when not passed: ARGV[9] the metrics
+-- hash  ARGV[10] its outcome field  ARGV[11] its duration bucket field
+-- ARGV[12] its duration sum field  ARGV[13] the duration in microseconds
+-- ARGV[14] its latency bucket field ('' when unknown)  ARGV[15] the latency
+-- sum field  ARGV[16] the latency in microseconds.
+-- A retry (contract 13) passes more: ARGV[17] the delayed item that retries
+-- the job ('' for none)  ARGV[18] its delay in seconds  ARGV[19] the job's
+-- retry counter key ('' for none)  ARGV[20] the count to keep there ('' to
+-- delete it)  ARGV[21] its TTL  ARGV[22] the key prefix. A retried job is
 -- counted as processed and failed, gets no failure record, goes into the
 -- delayed set (Redis's clock) and its php status back to 1, all in this
 -- step; should the delayed keys be unusable, the failure record of ARGV[3]
@@ -29,13 +34,13 @@ if ARGV[6] ~= '' and string_at(ARGV[6]) == ARGV[7] then redis.call('DEL', ARGV[6
 local held = string_at(KEYS[1])
 if held ~= ARGV[1] and held ~= ARGV[8] then return {0} end
 local failing = ARGV[3] ~= ''
-local retry = ARGV[9] or ''
+local retry = ARGV[17] or ''
 local bucket, stamps, schedule, due
 if retry ~= '' then
-  due = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[10])
-  bucket = ARGV[14] .. 'delayed:' .. due
-  stamps = ARGV[14] .. 'timestamps:' .. retry
-  schedule = ARGV[14] .. 'delayed_queue_schedule'
+  due = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[18])
+  bucket = ARGV[22] .. 'delayed:' .. due
+  stamps = ARGV[22] .. 'timestamps:' .. retry
+  schedule = ARGV[22] .. 'delayed_queue_schedule'
   if not (absent_or(bucket, 'list') and absent_or(stamps, 'set') and absent_or(schedule, 'zset')) then
     retry = ''
   end
@@ -58,12 +63,23 @@ for _, k in ipairs(counters) do
   local n = redis.pcall('INCRBY', k, 1)
   if type(n) == 'table' and n.err then skipped[#skipped + 1] = k end
 end
-local counter = ARGV[11] or ''
+local counter = ARGV[19] or ''
 if counter ~= '' then
-  if retry ~= '' and ARGV[12] ~= '' then
-    redis.pcall('SET', counter, ARGV[12], 'EX', ARGV[13])
+  if retry ~= '' and ARGV[20] ~= '' then
+    redis.pcall('SET', counter, ARGV[20], 'EX', ARGV[21])
   else
     redis.call('DEL', counter)
+  end
+end
+local figures = ARGV[9] or ''
+if figures ~= '' then
+  -- pcall: a metrics hash of the wrong type must not stop the record.
+  redis.pcall('HINCRBY', figures, ARGV[10], 1)
+  redis.pcall('HINCRBY', figures, ARGV[11], 1)
+  redis.pcall('HINCRBY', figures, ARGV[12], ARGV[13])
+  if ARGV[14] ~= '' then
+    redis.pcall('HINCRBY', figures, ARGV[14], 1)
+    redis.pcall('HINCRBY', figures, ARGV[15], ARGV[16])
   end
 end
 local state = tonumber(ARGV[2])

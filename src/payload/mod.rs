@@ -167,6 +167,12 @@ impl Job {
         }
     }
 
+    /// When the job was enqueued (epoch seconds), from `enqueued_at` or
+    /// php-resque's `queue_time` (which our producer writes too).
+    pub fn enqueued_at(&self) -> Option<f64> {
+        enqueued_at(&self.fields)
+    }
+
     /// How many times this job was retried before this run: the payload's
     /// `retry_count` (0 when absent). See [`crate::retry`].
     pub fn retry_count(&self) -> u32 {
@@ -194,6 +200,14 @@ impl Job {
     pub fn field(&self, name: &str) -> Option<&Value> {
         self.fields.get(name)
     }
+}
+
+/// `enqueued_at`, else php-resque's `queue_time`, of a payload's fields.
+pub fn enqueued_at(fields: &Map<String, Value>) -> Option<f64> {
+    ["enqueued_at", "queue_time"]
+        .iter()
+        .find_map(|k| fields.get(*k).and_then(Value::as_f64))
+        .filter(|t| t.is_finite() && *t > 0.0)
 }
 
 /// What went wrong with a job, as written into the failure record.

@@ -113,6 +113,8 @@ pub struct Outcome<'a> {
     pub now: i64,
     /// What a retried job writes (contract 13); `None` for most jobs.
     pub retry: Option<RetryWrite<'a>>,
+    /// The job's figures for the metrics (contract 14).
+    pub figures: Option<&'a crate::metrics::JobFigures>,
 }
 
 /// The record step's part in a retry: the delayed item that runs the job
@@ -288,6 +290,29 @@ impl Store {
                     .arg(pid_key)
                     .arg(pid)
                     .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight));
+                if outcome.figures.is_some() || outcome.retry.is_some() {
+                    match outcome.figures {
+                        Some(f) => {
+                            let (lat_bucket, lat_sum, lat_us) = match &f.latency {
+                                Some((b, s, us)) => (b.as_str(), s.as_str(), *us),
+                                None => ("", "", 0),
+                            };
+                            call.arg(k.metrics())
+                                .arg(&f.outcome)
+                                .arg(&f.duration_bucket)
+                                .arg(&f.duration_sum)
+                                .arg(f.duration_us)
+                                .arg(lat_bucket)
+                                .arg(lat_sum)
+                                .arg(lat_us);
+                        }
+                        None => {
+                            for _ in 0..8 {
+                                call.arg("");
+                            }
+                        }
+                    }
+                }
                 if let Some(r) = &outcome.retry {
                     call.arg(r.item.unwrap_or(""))
                         .arg(r.delay)

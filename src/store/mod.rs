@@ -14,7 +14,8 @@
 //!   failed list;
 //! - [`enqueue`]: putting jobs on queues;
 //! - [`delayed`]: delayed jobs on resque-scheduler's keys;
-//! - [`recurring`]: recurring jobs' dynamic schedules and tick claims.
+//! - [`recurring`]: recurring jobs' dynamic schedules and tick claims;
+//! - [`metrics`]: what the metrics exporter reads.
 //!
 //! Every script is atomic like `MULTI`/`EXEC`, and can make a write depend on
 //! what it reads, which `MULTI` cannot. Policy (which worker is dead, what
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod delayed;
 pub mod enqueue;
 pub mod jobs;
+pub mod metrics;
 pub mod recurring;
 pub mod workers;
 

@@ -22,6 +22,7 @@ use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
 use crate::job_clock::{Action, JobClock};
 use crate::keys::Keys;
+use crate::metrics::{JobFigures, JobOutcome};
 use crate::payload::{
     best_effort_status_key, exceptions, failure_record, Failure, Job, MalformedPayload,
     WorkerRecord,
@@ -328,6 +329,7 @@ impl<'r> Worker<'r> {
             .and_then(|text| Job::parse(text, queue));
         let mut started_record: Option<Vec<u8>> = None;
         let mut retry = None;
+        let mut figures = None;
         let (failure, status_key, pid_key, label) = match parsed {
             Ok(job) => {
                 let label = job_label(&job);
@@ -338,6 +340,7 @@ impl<'r> Worker<'r> {
                     timefmt::now_epoch(),
                     printable(job.class())
                 ));
+                let waited = job.enqueued_at().map(|t| timefmt::now_fraction() - t);
                 let ran = self.run_job(&job, in_flight);
                 let keys = self.store.keys();
                 let status = job.id().map(|id| keys.job_status(job.status_prefix(), id));
@@ -348,6 +351,21 @@ impl<'r> Worker<'r> {
                 started_record = ran.started_record;
                 let failure = ran.ended.into_failure();
                 retry = self.plan_retry(&job, failure.as_ref());
+                let outcome = match &failure {
+                    None => JobOutcome::Completed,
+                    Some(_) if retry.as_ref().is_some_and(|r| r.item.is_some()) => {
+                        JobOutcome::Retried
+                    }
+                    Some(f) if f.exception == exceptions::DIRTY_EXIT => JobOutcome::DirtyExit,
+                    Some(_) => JobOutcome::Failed,
+                };
+                figures = Some(JobFigures::new(
+                    queue,
+                    job.class(),
+                    outcome,
+                    started.elapsed(),
+                    waited,
+                ));
                 (failure, status, pid, label)
             }
             Err(bad) => {
@@ -384,6 +402,7 @@ impl<'r> Worker<'r> {
             pid_key: pid_key.as_ref().map(|(k, pid)| (k.as_str(), *pid)),
             now: timefmt::now_epoch(),
             retry: retry.as_ref().map(|r| r.write()),
+            figures: figures.as_ref(),
         });
     }
 
