@@ -106,6 +106,23 @@ impl Redis {
         f("used_cpu_user") + f("used_cpu_sys")
     }
 
+    /// (calls, µs) of one command since the last RESETSTAT, including its
+    /// calls from scripts.
+    fn command_stat(&self, name: &str) -> (f64, f64) {
+        let stats = self.info("commandstats");
+        let line = stats
+            .get(&format!("cmdstat_{name}"))
+            .cloned()
+            .unwrap_or_default();
+        let field = |k: &str| {
+            line.split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (field("calls"), field("usec"))
+    }
+
     fn commands(&self) -> u64 {
         self.info("stats")
             .get("total_commands_processed")
@@ -220,6 +237,9 @@ struct Run {
     parent_cpu_us_per_job: f64,
     child_cpu_us_per_job: f64,
     worker_hwm_kb: u64,
+    /// Redis CPU spent in the metrics' HINCRBYs, per job (µs), and how many.
+    metrics_us_per_job: f64,
+    metrics_calls_per_job: f64,
 }
 
 struct Bench {
@@ -289,7 +309,12 @@ impl Bench {
         let _: () = c.sadd("resque:queues", queue).unwrap();
         for start in (0..n).step_by(1000) {
             let batch: Vec<String> = (start..(start + 1000).min(n))
-                .map(|i| json!({"class": class, "args": [], "id": format!("{i:032x}")}).to_string())
+                // As our producer writes them: with queue_time, so each job
+                // also adds its queue latency to the metrics.
+                .map(|i| {
+                    json!({"class": class, "args": [], "id": format!("{i:032x}"), "queue_time": 1.7e9})
+                        .to_string()
+                })
                 .collect();
             let _: () = c.rpush(format!("resque:queue:{queue}"), batch).unwrap();
         }
@@ -382,6 +407,7 @@ impl Bench {
         }
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu1 = redis.cpu_seconds();
+        let hincrby = redis.command_stat("hincrby");
         let server_commands = redis.commands().saturating_sub(polls + 4);
         let workers = children(pool.id());
         let stats: Vec<ProcStats> = workers.iter().map(|w| proc_stats(*w)).collect();
@@ -408,6 +434,8 @@ impl Bench {
             parent_cpu_us_per_job: per(ticks(|s| s.self_ticks) * 1e6),
             child_cpu_us_per_job: per(ticks(|s| s.child_ticks) * 1e6),
             worker_hwm_kb: stats.iter().map(|s| s.hwm_kb).max().unwrap_or(0),
+            metrics_us_per_job: per(hincrby.1),
+            metrics_calls_per_job: per(hincrby.0),
         }
     }
 
@@ -566,6 +594,16 @@ impl Bench {
                         &format!("{label}, COUNT=2: Redis CPU per job (us)"),
                         format!("{:.1}", r.redis_cpu_us_per_job),
                         json!(r.redis_cpu_us_per_job),
+                    );
+                    self.row(
+                        &format!(
+                            "{label}, COUNT=2: metrics per job: HINCRBYs / their Redis CPU (us)"
+                        ),
+                        format!(
+                            "{:.1} / {:.1}",
+                            r.metrics_calls_per_job, r.metrics_us_per_job
+                        ),
+                        json!([r.metrics_calls_per_job, r.metrics_us_per_job]),
                     );
                     self.row(
                         &format!("{label}, COUNT=2: CPU per job, worker / job process (us)"),
