@@ -4,6 +4,30 @@
 
 use super::Store;
 use crate::error::Result;
+use crate::keys::Keys;
+
+/// The schedule's timestamps, earliest first, each with the reply of what
+/// `ask` adds to a pipeline for its bucket: two round trips in all.
+fn each_bucket<T: redis::FromRedisValue>(
+    c: &mut redis::Connection,
+    k: &Keys,
+    ask: impl Fn(&mut redis::Pipeline, String),
+) -> redis::RedisResult<Vec<(i64, T)>> {
+    let stamps: Vec<i64> = redis::cmd("ZRANGE")
+        .arg(k.delayed_schedule())
+        .arg(0)
+        .arg(-1)
+        .query(c)?;
+    if stamps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for ts in &stamps {
+        ask(&mut pipe, k.delayed(*ts));
+    }
+    let replies: Vec<T> = pipe.query(c)?;
+    Ok(stamps.into_iter().zip(replies).collect())
+}
 
 /// What one promotion batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,20 +110,9 @@ impl Store {
         self.with_conn(
             || "reading the delayed schedule".into(),
             |c, k, _| {
-                let stamps: Vec<i64> = redis::cmd("ZRANGE")
-                    .arg(k.delayed_schedule())
-                    .arg(0)
-                    .arg(-1)
-                    .query(c)?;
-                if stamps.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut pipe = redis::pipe();
-                for ts in &stamps {
-                    pipe.llen(k.delayed(*ts));
-                }
-                let lengths: Vec<i64> = pipe.query(c)?;
-                Ok(stamps.into_iter().zip(lengths).collect())
+                each_bucket(c, k, |p, bucket| {
+                    p.llen(bucket);
+                })
             },
         )
     }
@@ -120,29 +133,18 @@ impl Store {
 
     /// Every delayed item with its timestamp, earliest first, as written.
     pub fn all_delayed(&mut self) -> Result<Vec<(i64, Vec<u8>)>> {
-        self.with_conn(
+        let buckets: Vec<(i64, Vec<Vec<u8>>)> = self.with_conn(
             || "reading the delayed jobs".into(),
             |c, k, _| {
-                let stamps: Vec<i64> = redis::cmd("ZRANGE")
-                    .arg(k.delayed_schedule())
-                    .arg(0)
-                    .arg(-1)
-                    .query(c)?;
-                if stamps.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut pipe = redis::pipe();
-                for ts in &stamps {
-                    pipe.lrange(k.delayed(*ts), 0, -1);
-                }
-                let buckets: Vec<Vec<Vec<u8>>> = pipe.query(c)?;
-                Ok(stamps
-                    .into_iter()
-                    .zip(buckets)
-                    .flat_map(|(ts, items)| items.into_iter().map(move |i| (ts, i)))
-                    .collect())
+                each_bucket(c, k, |p, bucket| {
+                    p.lrange(bucket, 0, -1);
+                })
             },
-        )
+        )?;
+        Ok(buckets
+            .into_iter()
+            .flat_map(|(ts, items)| items.into_iter().map(move |i| (ts, i)))
+            .collect())
     }
 
     /// Takes `items` (timestamp, exact text), all of `queue`, out of the
