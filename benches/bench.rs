@@ -259,12 +259,67 @@ impl Bench {
         let jobs = dir.path().join("jobs");
         std::fs::create_dir(&jobs).unwrap();
         std::os::unix::fs::symlink("/bin/true", jobs.join("NoopExec")).unwrap();
+        // A statically linked no-op: what a spawn costs without the loader.
+        let source = dir.path().join("noop.c");
+        std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+        let built = std::process::Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(dir.path().join("noop-static"))
+            .arg(&source)
+            .status()
+            .is_ok_and(|s| s.success());
+        if built {
+            std::os::unix::fs::symlink(dir.path().join("noop-static"), jobs.join("NoopStatic"))
+                .unwrap();
+        }
         Bench {
             scale,
             dir,
             results: serde_json::Map::new(),
             table: Vec::new(),
         }
+    }
+
+    /// The machine's own floor for starting programs: `program` spawned
+    /// (std's posix_spawn) and waited for, in a loop on each core at once.
+    /// Spawns per second.
+    fn spawn_floor(program: &Path, n: usize) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..cores {
+                s.spawn(|| {
+                    for _ in 0..n / cores {
+                        let _ = std::process::Command::new(program).status();
+                    }
+                });
+            }
+        });
+        (n / cores * cores) as f64 / t0.elapsed().as_secs_f64()
+    }
+
+    /// The floor of the Rust-job path: fork, `_exit` in the child, wait, in
+    /// a loop on each core at once, from this process (a few MB, as a
+    /// worker). Forks per second.
+    fn fork_floor(n: usize) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..cores {
+                s.spawn(|| {
+                    for _ in 0..n / cores {
+                        // SAFETY: the child only calls _exit.
+                        let pid = unsafe { libc::fork() };
+                        if pid == 0 {
+                            unsafe { libc::_exit(0) }
+                        }
+                        let mut status = 0;
+                        unsafe { libc::waitpid(pid, &mut status, 0) };
+                    }
+                });
+            }
+        });
+        (n / cores * cores) as f64 / t0.elapsed().as_secs_f64()
     }
 
     fn n(&self, base: usize) -> usize {
@@ -565,6 +620,7 @@ impl Bench {
         println!("{:<58} value", "figure");
 
         let mut single_queue_c2 = 0.0;
+        let mut per_class_c2 = std::collections::HashMap::new();
         for (class, label, base) in [
             ("Noop", "library no-op", 30_000),
             ("NoopExec", "exec no-op", 8_000),
@@ -573,6 +629,9 @@ impl Bench {
                 let r = self.median_run(count, class, self.n(base), 1);
                 if class == "Noop" && count == 2 {
                     single_queue_c2 = r.jobs_per_s;
+                }
+                if count == 2 {
+                    per_class_c2.insert(class, r.jobs_per_s);
                 }
                 self.row(
                     &format!("{label}, COUNT={count}: jobs/s"),
@@ -620,6 +679,40 @@ impl Bench {
                     );
                 }
             }
+        }
+        // The floors: what this machine itself allows, beside what we reach.
+        let floor_n = self.n(6_000);
+        let forks = Self::fork_floor(floor_n);
+        self.row(
+            "library no-op, COUNT=2: share of the fork + exit + wait floor",
+            format!(
+                "{:.0}% of {forks:.0} forks/s",
+                100.0 * per_class_c2.get("Noop").copied().unwrap_or(0.0) / forks
+            ),
+            json!([per_class_c2.get("Noop"), forks]),
+        );
+        let true_floor = Self::spawn_floor(Path::new("/bin/true"), floor_n);
+        self.row(
+            "exec /bin/true, COUNT=2: share of the spawn + wait floor",
+            format!(
+                "{:.0}% of {true_floor:.0} spawns/s",
+                100.0 * per_class_c2.get("NoopExec").copied().unwrap_or(0.0) / true_floor
+            ),
+            json!([per_class_c2.get("NoopExec"), true_floor]),
+        );
+        let static_noop = self.dir.path().join("noop-static");
+        if static_noop.exists() {
+            let r = self.median_run(2, "NoopStatic", self.n(8_000), 1);
+            let floor = Self::spawn_floor(&static_noop, floor_n);
+            self.row(
+                "exec static no-op, COUNT=2: jobs/s; share of the spawn floor",
+                format!(
+                    "{:.0}; {:.0}% of {floor:.0} spawns/s",
+                    r.jobs_per_s,
+                    100.0 * r.jobs_per_s / floor
+                ),
+                json!([r.jobs_per_s, floor]),
+            );
         }
         let many = self.median_run(2, "Noop", self.n(30_000), 200);
         self.row(
