@@ -121,11 +121,9 @@ pub fn start(
             )),
         }
     } else {
-        // (std's spawn unblocks signals in the child before exec; one that
-        // arrives then meets the owner check of the handler.)
-        let child = exec.spawn(job, worker_id, write)?;
+        let pid = exec.spawn(job, worker_id, write)?;
         Ok(JobProcess::new(
-            Pid::from_raw(child.id() as i32),
+            Pid::from_raw(pid),
             Kind::Exec,
             None,
             Some(read),

@@ -173,6 +173,8 @@ pub mod schedule;
 #[doc(hidden)]
 pub mod signals;
 #[doc(hidden)]
+pub mod spawn;
+#[doc(hidden)]
 pub mod store;
 #[doc(hidden)]
 pub mod supervisor;

@@ -663,3 +663,37 @@ fn a_doorbell_that_answers_with_an_error_means_polling_not_spinning() {
     assert!(wait_exit(&mut child).success());
     assert_eq!(logged(&log, "BLOCKING doorbell failed"), 1, "logged once");
 }
+
+#[test]
+fn an_exec_job_starts_with_no_signal_blocked_or_ignored_and_in_its_own_group() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let out = jobs.scratch("status");
+    // The shell's own view of its signals and group, as the kernel keeps it.
+    jobs.add(
+        "Look",
+        &format!(
+            "grep -E '^(SigBlk|SigIgn)' /proc/$$/status > {o}; \
+             echo \"pgid $(ps -o pgid= $$ | tr -d ' ') pid $$\" >> {o}",
+            o = out.display()
+        ),
+    );
+    redis.push("q", r#"{"class":"Look","args":[]}"#);
+    let done = drain(&redis, &jobs, "q");
+    assert!(done.status.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+    // Rust ignores SIGPIPE in its programs; a job must not inherit that.
+    // (What the test's own environment ignores, it inherits like any child.)
+    let ignored = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap();
+    assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{text}");
+    let words: Vec<&str> = text.lines().last().unwrap().split(' ').collect();
+    assert_eq!(
+        words[1], words[3],
+        "the job leads its own process group: {text}"
+    );
+}

@@ -2,12 +2,12 @@
 //! job's `args` array as JSON on stdin. No shell is involved.
 
 use crate::payload::{exceptions, Failure, Job};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 /// Refuses class names that could name a file outside the jobs directory.
 ///
@@ -49,17 +49,43 @@ pub struct ExecHandler {
     jobs_dir: PathBuf,
     memory_limit: Option<u64>,
     keep_redis_env: bool,
+    /// The worker's environment as every job gets it (`KEY=value`), built
+    /// once: without the Redis variables (unless kept) and the per-job ones.
+    base_env: Vec<CString>,
 }
+
+/// The variables each job gets of its own.
+const JOB_VARS: &[&str] = &[
+    "RESQUE_JOB_ID",
+    "RESQUE_QUEUE",
+    "RESQUE_CLASS",
+    "RESQUE_WORKER",
+    "RESQUE_RETRY_COUNT",
+];
 
 impl ExecHandler {
     /// `jobs_dir` should be absolute, so a job's own `chdir` cannot matter.
     /// `memory_limit` caps each program's address space, in bytes;
     /// `keep_redis_env` passes [`REDIS_ENV_VARS`] on to jobs.
     pub fn new(jobs_dir: PathBuf, memory_limit: Option<u64>, keep_redis_env: bool) -> ExecHandler {
+        let base_env = std::env::vars_os()
+            .filter(|(k, _)| {
+                let k = k.as_bytes();
+                !JOB_VARS.iter().any(|v| v.as_bytes() == k)
+                    && (keep_redis_env || !REDIS_ENV_VARS.iter().any(|v| v.as_bytes() == k))
+            })
+            .filter_map(|(k, v)| {
+                let mut entry = k.as_bytes().to_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(v.as_bytes());
+                CString::new(entry).ok()
+            })
+            .collect();
         ExecHandler {
             jobs_dir,
             memory_limit,
             keep_redis_env,
+            base_env,
         }
     }
 
@@ -73,9 +99,10 @@ impl ExecHandler {
         &self.jobs_dir
     }
 
-    /// Starts the program for `job`. Its stderr goes to `stderr`; stdout is
-    /// the worker's. `Err` is a failure to record without running anything.
-    pub fn spawn(&self, job: &Job, worker_id: &str, stderr: OwnedFd) -> Result<Child, Failure> {
+    /// Starts the program for `job` (see [`crate::spawn`]); returns its pid.
+    /// Its stderr goes to `stderr`; stdout is the worker's. `Err` is a
+    /// failure to record without running anything.
+    pub fn spawn(&self, job: &Job, worker_id: &str, stderr: OwnedFd) -> Result<i32, Failure> {
         check_class_name(job.class())
             .map_err(|msg| Failure::new(exceptions::INVALID_JOB_CLASS, msg))?;
         let program = self.jobs_dir.join(job.class());
@@ -89,45 +116,45 @@ impl ExecHandler {
                 ),
             ));
         }
+        let cannot = |e: std::io::Error| {
+            Failure::new(
+                exceptions::JOB_FAILED,
+                format!("could not start {}: {e}", program.display()),
+            )
+        };
         let stdin = args_file(job).map_err(|e| {
             Failure::new(
                 exceptions::JOB_FAILED,
                 format!("could not prepare the args of job {}: {e}", job.class()),
             )
         })?;
-        let mut command = Command::new(&program);
-        let worker = nix::unistd::getpid();
-        let memory = self.memory_limit;
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (prctl, getppid, setrlimit).
-        unsafe {
-            command.pre_exec(move || {
-                die_with_parent(worker)?;
-                limit_memory(memory)
-            });
-        }
-        if !self.keep_redis_env {
-            for var in REDIS_ENV_VARS {
-                command.env_remove(var);
-            }
-        }
-        command
-            // Its own process group, so stopping the job stops what it started.
-            .process_group(0)
-            .stdin(Stdio::from(stdin))
-            .stderr(Stdio::from(stderr))
-            .env("RESQUE_JOB_ID", job.id().unwrap_or(""))
-            .env("RESQUE_QUEUE", job.queue())
-            .env("RESQUE_CLASS", job.class())
-            .env("RESQUE_WORKER", worker_id)
-            .env("RESQUE_RETRY_COUNT", job.retry_count().to_string())
-            .spawn()
-            .map_err(|e| {
-                Failure::new(
-                    exceptions::JOB_FAILED,
-                    format!("could not start {}: {e}", program.display()),
-                )
-            })
+        let retry_count = job.retry_count().to_string();
+        let extra = [
+            ("RESQUE_JOB_ID", job.id().unwrap_or("")),
+            ("RESQUE_QUEUE", job.queue()),
+            ("RESQUE_CLASS", job.class()),
+            ("RESQUE_WORKER", worker_id),
+            ("RESQUE_RETRY_COUNT", &retry_count),
+        ]
+        .iter()
+        .map(|(k, v)| CString::new(format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| cannot(std::io::Error::other("a NUL byte in its environment")))?;
+        let mut reset = crate::signals::HANDLED.to_vec();
+        // Rust ignores SIGPIPE in its own programs; a job gets the default.
+        reset.push(nix::sys::signal::Signal::SIGPIPE);
+        let mut plan = crate::spawn::Plan::new(
+            program.as_os_str(),
+            &self.base_env,
+            extra,
+            stdin.as_raw_fd(),
+            stderr.as_raw_fd(),
+            nix::unistd::getpid().as_raw(),
+            self.memory_limit,
+            &reset,
+        )
+        .map_err(cannot)?;
+        crate::spawn::spawn(&mut plan).map_err(cannot)
     }
 }
 
