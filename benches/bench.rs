@@ -326,6 +326,15 @@ impl Bench {
         ((base as f64 * self.scale) as usize).max(100)
     }
 
+    /// A figure as a share of the machine's own floor for it.
+    fn share_row(&mut self, name: &str, ours: f64, floor: f64, unit: &str) {
+        self.row(
+            name,
+            format!("{:.0}% of {floor:.0} {unit}", 100.0 * ours / floor),
+            json!([ours, floor]),
+        );
+    }
+
     fn row(&mut self, name: &str, value: String, json: Value) {
         println!("{name:<58} {value}");
         self.table.push((name.to_string(), value));
@@ -683,22 +692,19 @@ impl Bench {
         // The floors: what this machine itself allows, beside what we reach.
         let floor_n = self.n(6_000);
         let forks = Self::fork_floor(floor_n);
-        self.row(
+        let ours = |class: &str| per_class_c2.get(class).copied().unwrap_or(0.0);
+        self.share_row(
             "library no-op, COUNT=2: share of the fork + exit + wait floor",
-            format!(
-                "{:.0}% of {forks:.0} forks/s",
-                100.0 * per_class_c2.get("Noop").copied().unwrap_or(0.0) / forks
-            ),
-            json!([per_class_c2.get("Noop"), forks]),
+            ours("Noop"),
+            forks,
+            "forks/s",
         );
         let true_floor = Self::spawn_floor(Path::new("/bin/true"), floor_n);
-        self.row(
+        self.share_row(
             "exec /bin/true, COUNT=2: share of the spawn + wait floor",
-            format!(
-                "{:.0}% of {true_floor:.0} spawns/s",
-                100.0 * per_class_c2.get("NoopExec").copied().unwrap_or(0.0) / true_floor
-            ),
-            json!([per_class_c2.get("NoopExec"), true_floor]),
+            ours("NoopExec"),
+            true_floor,
+            "spawns/s",
         );
         let static_noop = self.dir.path().join("noop-static");
         if static_noop.exists() {
