@@ -13,6 +13,9 @@ mod snapshot;
 
 pub use snapshot::{Histogram, Sample, Snapshot};
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 /// Upper bounds (seconds) of the duration and latency histogram buckets;
 /// a last, unbounded bucket follows.
 pub const BUCKETS: [f64; 15] = [
@@ -95,41 +98,149 @@ impl Field<'_> {
     }
 }
 
-/// What the record step adds for one job.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobFigures {
-    pub outcome: String,
-    pub duration_bucket: String,
-    pub duration_sum: String,
-    pub duration_us: u64,
-    /// Present when the payload says when it was enqueued.
-    pub latency: Option<(String, String, u64)>,
+/// The field names of one (queue, class), built once per worker: the names
+/// are JSON text, and building them for every job was allocation on the
+/// per-job path.
+#[derive(Debug)]
+pub struct ClassFields {
+    outcomes: [String; 4],
+    durations: Vec<String>,
+    duration_sum: String,
 }
 
-impl JobFigures {
-    /// The fields for a job of `class` from `queue` that ran `duration` and
-    /// waited `waited` (when known) before it started.
-    pub fn new(
+/// The latency field names of one queue.
+#[derive(Debug)]
+pub struct QueueFields {
+    latencies: Vec<String>,
+    latency_sum: String,
+}
+
+const OUTCOMES: [JobOutcome; 4] = [
+    JobOutcome::Completed,
+    JobOutcome::Failed,
+    JobOutcome::Retried,
+    JobOutcome::DirtyExit,
+];
+
+/// A worker's field names by (queue, class) and by queue. Bounded: past
+/// [`FieldCache::LIMIT`] entries it starts over, so endless class names
+/// cannot grow a worker.
+#[derive(Debug, Default)]
+pub struct FieldCache {
+    classes: HashMap<(String, String), Rc<ClassFields>>,
+    queues: HashMap<String, Rc<QueueFields>>,
+}
+
+impl FieldCache {
+    /// Entries kept at most, of each kind.
+    pub const LIMIT: usize = 10_000;
+
+    /// What the record step adds for a job of `class` from `queue` that
+    /// ended as `outcome` after running `duration`, having waited `waited`
+    /// seconds (when known) before it started.
+    ///
+    /// ```
+    /// use resque_fork::metrics::{FieldCache, JobOutcome};
+    /// let mut cache = FieldCache::default();
+    /// let f = cache.figures("q", "Mail", JobOutcome::Completed, std::time::Duration::from_millis(3), Some(0.2));
+    /// assert_eq!(f.outcome_field(), r#"["o","q","Mail","completed"]"#);
+    /// assert_eq!(f.duration_field(), r#"["d","q","Mail",0]"#);
+    /// assert_eq!((f.duration_us(), f.latency().map(|l| l.0)), (3000, Some(r#"["l","q",5]"#)));
+    /// ```
+    pub fn figures(
+        &mut self,
         queue: &str,
         class: &str,
         outcome: JobOutcome,
         duration: std::time::Duration,
         waited: Option<f64>,
     ) -> JobFigures {
+        if self.classes.len() >= Self::LIMIT {
+            self.classes.clear();
+        }
+        if self.queues.len() >= Self::LIMIT {
+            self.queues.clear();
+        }
+        let fields = self
+            .classes
+            .entry((queue.to_string(), class.to_string()))
+            .or_insert_with(|| {
+                Rc::new(ClassFields {
+                    outcomes: OUTCOMES.map(|o| Field::Outcome(queue, class, o).name()),
+                    durations: (0..=BUCKETS.len())
+                        .map(|b| Field::Duration(queue, class, b).name())
+                        .collect(),
+                    duration_sum: Field::DurationSum(queue, class).name(),
+                })
+            })
+            .clone();
+        let latency = waited.map(|w| {
+            let w = w.max(0.0);
+            let fields = self
+                .queues
+                .entry(queue.to_string())
+                .or_insert_with(|| {
+                    Rc::new(QueueFields {
+                        latencies: (0..=BUCKETS.len())
+                            .map(|b| Field::Latency(queue, b).name())
+                            .collect(),
+                        latency_sum: Field::LatencySum(queue).name(),
+                    })
+                })
+                .clone();
+            (fields, bucket(w), (w * 1e6) as u64)
+        });
         let secs = duration.as_secs_f64();
         JobFigures {
-            outcome: Field::Outcome(queue, class, outcome).name(),
-            duration_bucket: Field::Duration(queue, class, bucket(secs)).name(),
-            duration_sum: Field::DurationSum(queue, class).name(),
+            fields,
+            outcome,
+            bucket: bucket(secs),
             duration_us: duration.as_micros().min(u128::from(u64::MAX)) as u64,
-            latency: waited.map(|w| {
-                let w = w.max(0.0);
-                (
-                    Field::Latency(queue, bucket(w)).name(),
-                    Field::LatencySum(queue).name(),
-                    (w * 1e6) as u64,
-                )
-            }),
+            latency,
         }
+    }
+}
+
+/// What the record step adds for one job (see [`FieldCache::figures`]).
+#[derive(Debug, Clone)]
+pub struct JobFigures {
+    fields: Rc<ClassFields>,
+    outcome: JobOutcome,
+    bucket: usize,
+    duration_us: u64,
+    latency: Option<(Rc<QueueFields>, usize, u64)>,
+}
+
+impl JobFigures {
+    /// The outcome counter's field.
+    pub fn outcome_field(&self) -> &str {
+        let i = OUTCOMES
+            .iter()
+            .position(|o| *o == self.outcome)
+            .unwrap_or(0);
+        &self.fields.outcomes[i]
+    }
+
+    /// The duration bucket's field.
+    pub fn duration_field(&self) -> &str {
+        &self.fields.durations[self.bucket]
+    }
+
+    /// The summed duration's field.
+    pub fn duration_sum_field(&self) -> &str {
+        &self.fields.duration_sum
+    }
+
+    /// The run's duration in microseconds.
+    pub fn duration_us(&self) -> u64 {
+        self.duration_us
+    }
+
+    /// The latency bucket's field, the summed latency's field, and the
+    /// wait in microseconds, when the job carried its enqueue time.
+    pub fn latency(&self) -> Option<(&str, &str, u64)> {
+        self.latency
+            .as_ref()
+            .map(|(f, b, us)| (f.latencies[*b].as_str(), f.latency_sum.as_str(), *us))
     }
 }

@@ -293,15 +293,12 @@ impl Store {
                 if outcome.figures.is_some() || outcome.retry.is_some() {
                     match outcome.figures {
                         Some(f) => {
-                            let (lat_bucket, lat_sum, lat_us) = match &f.latency {
-                                Some((b, s, us)) => (b.as_str(), s.as_str(), *us),
-                                None => ("", "", 0),
-                            };
+                            let (lat_bucket, lat_sum, lat_us) = f.latency().unwrap_or(("", "", 0));
                             call.arg(k.metrics())
-                                .arg(&f.outcome)
-                                .arg(&f.duration_bucket)
-                                .arg(&f.duration_sum)
-                                .arg(f.duration_us)
+                                .arg(f.outcome_field())
+                                .arg(f.duration_field())
+                                .arg(f.duration_sum_field())
+                                .arg(f.duration_us())
                                 .arg(lat_bucket)
                                 .arg(lat_sum)
                                 .arg(lat_us);

@@ -22,7 +22,7 @@ use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
 use crate::job_clock::{Action, JobClock};
 use crate::keys::Keys;
-use crate::metrics::{JobFigures, JobOutcome};
+use crate::metrics::{FieldCache, JobOutcome};
 use crate::payload::{
     best_effort_status_key, exceptions, failure_record, Failure, Job, MalformedPayload,
     WorkerRecord,
@@ -140,6 +140,8 @@ pub struct Worker<'r> {
     started: Option<String>,
     /// Promotes due delayed jobs, in a worker that is its own pool.
     promoter: Option<Promoter>,
+    /// The metrics' field names by queue and class, built once.
+    metric_fields: FieldCache,
 }
 
 pub use crate::identity::hostname;
@@ -193,6 +195,7 @@ impl<'r> Worker<'r> {
             id_conflict: None,
             started: None,
             promoter,
+            metric_fields: FieldCache::default(),
         })
     }
 
@@ -359,7 +362,7 @@ impl<'r> Worker<'r> {
                     Some(f) if f.exception == exceptions::DIRTY_EXIT => JobOutcome::DirtyExit,
                     Some(_) => JobOutcome::Failed,
                 };
-                figures = Some(JobFigures::new(
+                figures = Some(self.metric_fields.figures(
                     queue,
                     job.class(),
                     outcome,
