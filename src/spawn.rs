@@ -45,7 +45,7 @@ pub struct Plan<'a> {
     stderr: RawFd,
     parent: libc::pid_t,
     memory: Option<u64>,
-    reset: Vec<libc::c_int>,
+    reset: &'a [nix::sys::signal::Signal],
     mask: libc::sigset_t,
     errno: AtomicI32,
     stage: AtomicI32,
@@ -65,7 +65,7 @@ impl<'a> Plan<'a> {
         stderr: RawFd,
         parent: libc::pid_t,
         memory: Option<u64>,
-        reset: &[nix::sys::signal::Signal],
+        reset: &'a [nix::sys::signal::Signal],
     ) -> io::Result<Plan<'a>> {
         let program = CString::new(program.as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
@@ -82,7 +82,7 @@ impl<'a> Plan<'a> {
             stderr,
             parent,
             memory,
-            reset: reset.iter().map(|s| *s as libc::c_int).collect(),
+            reset,
             // SAFETY: an all-zero sigset_t is a valid (empty) set; it is
             // overwritten with the worker's mask before the clone.
             mask: unsafe { std::mem::zeroed() },
@@ -153,8 +153,8 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         };
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
-        for &sig in &plan.reset {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        for &sig in plan.reset {
+            libc::sigaction(sig as libc::c_int, &dfl, std::ptr::null_mut());
         }
         // Its own process group, so stopping the job stops what it started.
         if libc::setpgid(0, 0) != 0 {

@@ -52,6 +52,9 @@ pub struct ExecHandler {
     /// The worker's environment as every job gets it (`KEY=value`), built
     /// once: without the Redis variables (unless kept) and the per-job ones.
     base_env: Vec<CString>,
+    /// The signals a job gets back at their default action: the worker's
+    /// handled ones, and SIGPIPE, which Rust ignores in its own programs.
+    reset_signals: Vec<nix::sys::signal::Signal>,
 }
 
 /// The variables each job gets of its own.
@@ -86,6 +89,11 @@ impl ExecHandler {
             memory_limit,
             keep_redis_env,
             base_env,
+            reset_signals: crate::signals::HANDLED
+                .iter()
+                .copied()
+                .chain([nix::sys::signal::Signal::SIGPIPE])
+                .collect(),
         }
     }
 
@@ -140,9 +148,6 @@ impl ExecHandler {
         .map(|(k, v)| CString::new(format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| cannot(std::io::Error::other("a NUL byte in its environment")))?;
-        let mut reset = crate::signals::HANDLED.to_vec();
-        // Rust ignores SIGPIPE in its own programs; a job gets the default.
-        reset.push(nix::sys::signal::Signal::SIGPIPE);
         let mut plan = crate::spawn::Plan::new(
             program.as_os_str(),
             &self.base_env,
@@ -151,7 +156,7 @@ impl ExecHandler {
             stderr.as_raw_fd(),
             nix::unistd::getpid().as_raw(),
             self.memory_limit,
-            &reset,
+            &self.reset_signals,
         )
         .map_err(cannot)?;
         crate::spawn::spawn(&mut plan).map_err(cannot)

@@ -127,7 +127,9 @@ const OUTCOMES: [JobOutcome; 4] = [
 /// cannot grow a worker.
 #[derive(Debug, Default)]
 pub struct FieldCache {
-    classes: HashMap<(String, String), Rc<ClassFields>>,
+    /// By queue, then class.
+    classes: HashMap<String, HashMap<String, Rc<ClassFields>>>,
+    class_count: usize,
     queues: HashMap<String, Rc<QueueFields>>,
 }
 
@@ -155,39 +157,47 @@ impl FieldCache {
         duration: std::time::Duration,
         waited: Option<f64>,
     ) -> JobFigures {
-        if self.classes.len() >= Self::LIMIT {
-            self.classes.clear();
-        }
-        if self.queues.len() >= Self::LIMIT {
-            self.queues.clear();
-        }
-        let fields = self
-            .classes
-            .entry((queue.to_string(), class.to_string()))
-            .or_insert_with(|| {
-                Rc::new(ClassFields {
+        // Looked up by borrowed names: a hit, the usual case, allocates nothing.
+        let fields = match self.classes.get(queue).and_then(|m| m.get(class)) {
+            Some(f) => f.clone(),
+            None => {
+                if self.class_count >= Self::LIMIT {
+                    self.classes.clear();
+                    self.class_count = 0;
+                }
+                let f = Rc::new(ClassFields {
                     outcomes: OUTCOMES.map(|o| Field::Outcome(queue, class, o).name()),
                     durations: (0..=BUCKETS.len())
                         .map(|b| Field::Duration(queue, class, b).name())
                         .collect(),
                     duration_sum: Field::DurationSum(queue, class).name(),
-                })
-            })
-            .clone();
+                });
+                self.classes
+                    .entry(queue.to_string())
+                    .or_default()
+                    .insert(class.to_string(), f.clone());
+                self.class_count += 1;
+                f
+            }
+        };
         let latency = waited.map(|w| {
             let w = w.max(0.0);
-            let fields = self
-                .queues
-                .entry(queue.to_string())
-                .or_insert_with(|| {
-                    Rc::new(QueueFields {
+            let fields = match self.queues.get(queue) {
+                Some(f) => f.clone(),
+                None => {
+                    if self.queues.len() >= Self::LIMIT {
+                        self.queues.clear();
+                    }
+                    let f = Rc::new(QueueFields {
                         latencies: (0..=BUCKETS.len())
                             .map(|b| Field::Latency(queue, b).name())
                             .collect(),
                         latency_sum: Field::LatencySum(queue).name(),
-                    })
-                })
-                .clone();
+                    });
+                    self.queues.insert(queue.to_string(), f.clone());
+                    f
+                }
+            };
             (fields, bucket(w), (w * 1e6) as u64)
         });
         let secs = duration.as_secs_f64();
