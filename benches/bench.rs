@@ -280,46 +280,38 @@ impl Bench {
         }
     }
 
-    /// The machine's own floor for starting programs: `program` spawned
-    /// (std's posix_spawn) and waited for, in a loop on each core at once.
-    /// Spawns per second.
-    fn spawn_floor(program: &Path, n: usize) -> f64 {
+    /// `op` run `n` times in all, by one thread per core at once; per second.
+    fn per_core_rate(n: usize, op: impl Fn() + Sync) -> f64 {
         let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
         let t0 = Instant::now();
         std::thread::scope(|s| {
             for _ in 0..cores {
-                s.spawn(|| {
-                    for _ in 0..n / cores {
-                        let _ = std::process::Command::new(program).status();
-                    }
-                });
+                s.spawn(|| (0..n / cores).for_each(|_| op()));
             }
         });
         (n / cores * cores) as f64 / t0.elapsed().as_secs_f64()
     }
 
-    /// The floor of the Rust-job path: fork, `_exit` in the child, wait, in
-    /// a loop on each core at once, from this process (a few MB, as a
-    /// worker). Forks per second.
+    /// The machine's own floor for starting programs: `program` spawned
+    /// (std's posix_spawn) and waited for. Spawns per second.
+    fn spawn_floor(program: &Path, n: usize) -> f64 {
+        Self::per_core_rate(n, || {
+            let _ = std::process::Command::new(program).status();
+        })
+    }
+
+    /// The floor of the Rust-job path: fork, `_exit` in the child, wait,
+    /// from this process (a few MB, as a worker). Forks per second.
     fn fork_floor(n: usize) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..cores {
-                s.spawn(|| {
-                    for _ in 0..n / cores {
-                        // SAFETY: the child only calls _exit.
-                        let pid = unsafe { libc::fork() };
-                        if pid == 0 {
-                            unsafe { libc::_exit(0) }
-                        }
-                        let mut status = 0;
-                        unsafe { libc::waitpid(pid, &mut status, 0) };
-                    }
-                });
+        Self::per_core_rate(n, || {
+            // SAFETY: the child only calls _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                unsafe { libc::_exit(0) }
             }
-        });
-        (n / cores * cores) as f64 / t0.elapsed().as_secs_f64()
+            let mut status = 0;
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        })
     }
 
     fn n(&self, base: usize) -> usize {

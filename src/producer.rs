@@ -137,10 +137,7 @@ pub fn enqueue_at(
     args: &[Value],
     at: i64,
 ) -> Result<String> {
-    check_names(queue, class)?;
-    let item = crate::payload::delayed_item(queue, class, &Value::Array(args.to_vec()).to_string());
-    store.schedule_delayed(at, &item, None)?;
-    Ok(item)
+    schedule(store, queue, class, args, at, None)
 }
 
 /// [`enqueue_at`] for a job with an id and php's status record (1, waiting,
@@ -155,20 +152,38 @@ pub fn enqueue_at_tracked(
     args: &[Value],
     at: i64,
 ) -> Result<String> {
-    check_names(queue, class)?;
     let id = new_job_id()?;
+    schedule(store, queue, class, args, at, Some(&id))?;
+    Ok(id)
+}
+
+/// Writes the delayed item (with `id` and a status record when given).
+fn schedule(
+    store: &mut Store,
+    queue: &str,
+    class: &str,
+    args: &[Value],
+    at: i64,
+    id: Option<&str>,
+) -> Result<String> {
+    check_names(queue, class)?;
+    let args = Value::Array(args.to_vec()).to_string();
+    let Some(id) = id else {
+        let item = crate::payload::delayed_item(queue, class, &args);
+        store.schedule_delayed(at, &item, None)?;
+        return Ok(item);
+    };
     let item = format!(
-        "{{\"class\":{},\"args\":{},\"id\":{},\"queue\":{}}}",
+        "{{\"class\":{},\"args\":{args},\"id\":{},\"queue\":{}}}",
         Value::from(class),
-        Value::Array(args.to_vec()),
-        Value::from(id.as_str()),
+        Value::from(id),
         Value::from(queue)
     );
     let record = serde_json::to_string(&StatusRecord::waiting(timefmt::now_epoch()))
         .map_err(|e| Error::Config(format!("encoding a status record: {e}")))?;
-    let key = store.keys().job_status(None, &id);
+    let key = store.keys().job_status(None, id);
     store.schedule_delayed(at, &item, Some((&key, &record)))?;
-    Ok(id)
+    Ok(item)
 }
 
 /// Schedules a job `delay` from now, by Redis's clock (which promotion
