@@ -9,11 +9,6 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-fn redis_now(redis: &RedisServer) -> i64 {
-    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut redis.conn()).unwrap();
-    now
-}
-
 /// Writes a delayed item the way Ruby's `delayed_push` does.
 fn ruby_delayed_push(redis: &RedisServer, ts: i64, item: &str) {
     ruby_delayed_push_many(redis, [(ts, item.to_string())]);
@@ -44,7 +39,7 @@ fn delayed_keys(redis: &RedisServer) -> Vec<String> {
 #[test]
 fn scheduled_items_are_the_bytes_ruby_writes() {
     let redis = RedisServer::start();
-    let at = redis_now(&redis) + 3600;
+    let at = redis.now() + 3600;
     let out = run({
         let mut c = command(&redis);
         c.args(["enqueue", "q", "Foo", "1", r#"{"a": 2}"#, "--at"])
@@ -121,7 +116,7 @@ fn a_job_node_resque_enqueues_in_two_seconds_runs_then_with_its_args_byte_for_by
         &format!("cat > {}; date +%s >> {}.at", got.display(), got.display()),
     );
     let mut w = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
-    let asked = redis_now(&redis);
+    let asked = redis.now();
     node_client(
         &redis,
         &[
@@ -190,7 +185,7 @@ fn a_tracked_delayed_job_keeps_its_id_and_status_until_it_runs() {
 fn items_of_every_writer_are_promoted_as_plain_payloads() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let past = redis_now(&redis) - 5;
+    let past = redis.now() - 5;
     // Ruby's and php's layout (queue last), and one that is not a job.
     ruby_delayed_push(
         &redis,
@@ -242,7 +237,7 @@ fn two_pools_promote_each_item_once() {
         "Log",
         &format!("printf '%s\\n' \"$(cat)\" >> {}", log.display()),
     );
-    let now = redis_now(&redis);
+    let now = redis.now();
     // 1,000 items over 50 timestamps, the latest due in about 2 s.
     ruby_delayed_push_many(
         &redis,
@@ -301,7 +296,7 @@ fn two_pools_and_node_resques_own_scheduler_promote_each_item_once() {
         logged(&started, "scheduler started") == 1
     });
     // 5,000 items over 100 timestamps, most due already, the last in ~2 s.
-    let now = redis_now(&redis);
+    let now = redis.now();
     ruby_delayed_push_many(
         &redis,
         (0..5000).map(|n| {
@@ -353,7 +348,7 @@ fn a_running_ruby_scheduler_is_left_to_promote_and_is_taken_over_when_gone() {
         .unwrap();
     ruby_delayed_push(
         &redis,
-        redis_now(&redis) - 1,
+        redis.now() - 1,
         r#"{"class":"Log","args":["late"],"queue":"q"}"#,
     );
     let logfile = jobs.scratch("worker.log");
@@ -378,7 +373,7 @@ fn scheduler_0_leaves_delayed_jobs_alone() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
     let item = r#"{"class":"Log","args":[],"queue":"q"}"#;
-    let due = redis_now(&redis) - 1;
+    let due = redis.now() - 1;
     ruby_delayed_push(&redis, due, item);
     for off in [&["SCHEDULER", "0"][..], &["SCHEDULER", "false"][..]] {
         let mut c = worker(&redis, &jobs, "q", "0");
@@ -423,7 +418,7 @@ fn a_promotion_that_fails_is_logged_once_and_tried_again() {
     let _: () = redis.conn().del("resque:delayed_queue_schedule").unwrap();
     ruby_delayed_push(
         &redis,
-        redis_now(&redis) - 1,
+        redis.now() - 1,
         r#"{"class":"Log","args":["later"],"queue":"q"}"#,
     );
     wait_until("the delayed job runs", || line_count(&log) == 2);
@@ -440,7 +435,7 @@ fn a_promotion_that_fails_is_logged_once_and_tried_again() {
 fn a_pool_killed_again_and_again_while_promoting_loses_and_doubles_nothing() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let now = redis_now(&redis);
+    let now = redis.now();
     // 2,000 items over 3 timestamps, due from now to 2 s on.
     ruby_delayed_push_many(
         &redis,
@@ -491,7 +486,7 @@ fn a_pool_killed_again_and_again_while_promoting_loses_and_doubles_nothing() {
 #[test]
 fn info_and_the_delayed_commands_show_what_waits() {
     let redis = RedisServer::start();
-    let at = redis_now(&redis) + 3600;
+    let at = redis.now() + 3600;
     for n in 0..3 {
         let mut c = command(&redis);
         c.args(["enqueue", "q", "Later", &n.to_string(), "--at"])
@@ -539,7 +534,7 @@ fn info_and_the_delayed_commands_show_what_waits() {
 #[test]
 fn delayed_remove_and_run_now_find_jobs_by_content_whoever_wrote_them() {
     let redis = RedisServer::start();
-    let at = redis_now(&redis) + 3600;
+    let at = redis.now() + 3600;
     let ruby = r#"{"class":"Foo","args":[1,{"a":2}],"queue":"q"}"#;
     let node = r#"{"class":"Foo","queue":"q","args":[1,{"a":2}]}"#;
     let other_args = r#"{"class":"Foo","args":[3],"queue":"q"}"#;
@@ -599,7 +594,7 @@ fn delayed_remove_and_run_now_find_jobs_by_content_whoever_wrote_them() {
 fn the_library_schedules_the_same_bytes() {
     let redis = RedisServer::start();
     let producer = resque_fork::Producer::connect(&redis.url()).unwrap();
-    let at = redis_now(&redis) + 600;
+    let at = redis.now() + 600;
     let item = producer
         .enqueue_at("q", "Foo", &[1.into(), serde_json::json!({"a": 2})], at)
         .unwrap();
@@ -608,7 +603,7 @@ fn the_library_schedules_the_same_bytes() {
     let due = producer
         .enqueue_in("q", "Bar", &[], std::time::Duration::from_secs(90))
         .unwrap();
-    let now = redis_now(&redis);
+    let now = redis.now();
     assert!((now + 89..=now + 90).contains(&due), "{due} vs {now}");
     assert_eq!(
         redis.list(&format!("resque:delayed:{due}")),

@@ -9,11 +9,6 @@ use redis::Commands;
 use resque_fork::timefmt::iso8601_offset;
 use serde_json::Value;
 
-fn redis_now(redis: &RedisServer) -> i64 {
-    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut redis.conn()).unwrap();
-    now
-}
-
 /// Registers a fake worker holding `payload` (if any), with a heartbeat
 /// `beat_age` seconds old (if any).
 fn fake_worker(redis: &RedisServer, id: &str, payload: Option<&str>, beat_age: Option<i64>) {
@@ -38,7 +33,7 @@ fn fake_worker(redis: &RedisServer, id: &str, payload: Option<&str>, beat_age: O
             .hset(
                 "resque:workers:heartbeat",
                 id,
-                iso8601_offset(redis_now(redis) - age),
+                iso8601_offset(redis.now() - age),
             )
             .unwrap();
     }
@@ -47,7 +42,7 @@ fn fake_worker(redis: &RedisServer, id: &str, payload: Option<&str>, beat_age: O
 /// True when every heartbeat is more than `secs` old, by Redis time.
 fn heartbeats_older_than(redis: &RedisServer, secs: i64) -> bool {
     let beats: Vec<String> = redis.conn().hvals("resque:workers:heartbeat").unwrap();
-    let now = redis_now(redis);
+    let now = redis.now();
     beats
         .iter()
         .all(|b| resque_fork::timefmt::parse_iso8601(b).is_some_and(|at| now - at > secs))

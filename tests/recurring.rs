@@ -11,11 +11,6 @@ use std::time::{Duration, Instant};
 
 const TICKS: &str = "resque:resque-fork:schedule_ticks";
 
-fn redis_now(redis: &RedisServer) -> i64 {
-    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut redis.conn()).unwrap();
-    now
-}
-
 fn schedule_file(jobs: &JobsDir, yaml: &str) -> PathBuf {
     let path = jobs.scratch("schedule.yml");
     std::fs::write(&path, yaml).unwrap();
@@ -35,11 +30,6 @@ fn latest_tick(redis: &RedisServer, name: &str) -> Option<i64> {
     redis.conn().hget(TICKS, name).unwrap()
 }
 
-fn stop(mut p: Child) {
-    signal(p.id(), libc::SIGQUIT);
-    assert!(wait_exit(&mut p).success());
-}
-
 #[test]
 fn each_tick_is_enqueued_once_by_pools_side_by_side_as_ruby_writes_it() {
     let redis = RedisServer::start();
@@ -49,7 +39,7 @@ fn each_tick_is_enqueued_once_by_pools_side_by_side_as_ruby_writes_it() {
         "tick:\n  every: 1s\n  class: Tick\n  queue: ticks\n  args: [1, {b: 2, a: x}]\n  description: each second\n",
     );
     // Start the count from a known tick: every later one must be there once.
-    let from = redis_now(&redis);
+    let from = redis.now();
     let _: () = redis.conn().hset(TICKS, "tick", from).unwrap();
     let pools = [
         pool(&redis, &jobs, &file, "1"),
@@ -57,7 +47,7 @@ fn each_tick_is_enqueued_once_by_pools_side_by_side_as_ruby_writes_it() {
     ];
     wait_until("five ticks", || redis.llen("resque:queue:ticks") >= 5);
     for p in pools {
-        stop(p);
+        quit_and_wait(p);
     }
     let latest = latest_tick(&redis, "tick").unwrap();
     let queued = redis.list("resque:queue:ticks");
@@ -123,13 +113,13 @@ fn dynamic_schedules_run_a_bad_one_is_reported_and_a_ruby_scheduler_is_deferred_
         .conn()
         .hdel("resque:persistent_schedules", "dyn")
         .unwrap();
-    let t = redis_now(&redis) + 1;
-    wait_until("a turn after the removal", || redis_now(&redis) > t + 1);
+    let t = redis.now() + 1;
+    wait_until("a turn after the removal", || redis.now() > t + 1);
     let n = redis.llen("resque:queue:dq");
-    let t = redis_now(&redis);
-    wait_until("two more seconds", || redis_now(&redis) > t + 2);
+    let t = redis.now();
+    wait_until("two more seconds", || redis.now() > t + 2);
     assert_eq!(redis.llen("resque:queue:dq"), n);
-    stop(child);
+    quit_and_wait(child);
 }
 
 #[test]
@@ -163,7 +153,7 @@ fn sighup_rereads_the_schedule_file_and_a_bad_file_keeps_the_old_one() {
         alive(child.id()),
         "HUP with a schedule does not stop the pool"
     );
-    stop(child);
+    quit_and_wait(child);
 }
 
 #[test]
@@ -197,7 +187,7 @@ fn the_schedule_command_shows_each_entry_with_its_next_and_last_run() {
     });
     assert_ok(&out);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let now = redis_now(&redis);
+    let now = redis.now();
     assert_eq!(rows[0]["name"], "dyn");
     assert_eq!(rows[0]["origin"], "redis");
     assert_eq!(rows[0]["next_run"], (now / 3600 + 1) * 3600);
@@ -249,7 +239,7 @@ fn recurring_soak_three_pools_killed_at_random() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
     let file = schedule_file(&jobs, "tick:\n  every: 1s\n  queue: ticks\n");
-    let from = redis_now(&redis);
+    let from = redis.now();
     let _: () = redis.conn().hset(TICKS, "tick", from).unwrap();
     let mut rng = (from as u64).wrapping_mul(6364136223846793005) | 1;
     let mut next = move |n: u64| {
@@ -279,7 +269,7 @@ fn recurring_soak_three_pools_killed_at_random() {
         pools.push(pool(&redis, &jobs, &file, count));
     }
     for p in pools {
-        stop(p);
+        quit_and_wait(p);
     }
     let latest = latest_tick(&redis, "tick").unwrap();
     let queued = redis.llen("resque:queue:ticks");

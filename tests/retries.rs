@@ -9,11 +9,6 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Child;
 
-fn redis_now(redis: &RedisServer) -> i64 {
-    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut redis.conn()).unwrap();
-    now
-}
-
 /// A job `Flaky` that logs each run's RESQUE_RETRY_COUNT, then exits with
 /// the code its run number picks from `codes` (the last one repeating).
 fn flaky(jobs: &JobsDir, codes: &[i32]) -> PathBuf {
@@ -44,11 +39,6 @@ fn pool(redis: &RedisServer, jobs: &JobsDir, env: &[(&str, &str)]) -> Child {
     c.spawn().unwrap()
 }
 
-fn stop(mut p: Child) {
-    signal(p.id(), libc::SIGQUIT);
-    assert!(wait_exit(&mut p).success());
-}
-
 fn runs(path: &PathBuf) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -74,7 +64,7 @@ fn a_job_that_exits_75_twice_then_0_runs_three_times_and_completes() {
     wait_until("the last run is recorded", || {
         redis.int("resque:stat:processed") == 3
     });
-    stop(p);
+    quit_and_wait(p);
     assert_eq!(runs(&log), ["0", "1", "2"], "RESQUE_RETRY_COUNT per run");
     assert!(redis.failures().is_empty(), "no failure record");
     assert_eq!(
@@ -105,7 +95,7 @@ fn a_job_that_always_exits_75_ends_in_one_failure_record_after_the_limit() {
         &[("RETRY_BACKOFF", "0"), ("RETRY_LIMIT", "2")],
     );
     wait_until("a failure record", || !redis.failures().is_empty());
-    stop(p);
+    quit_and_wait(p);
     assert_eq!(runs(&log), ["0", "1", "2"]);
     let failures = redis.failures();
     assert_eq!(failures.len(), 1);
@@ -152,7 +142,7 @@ fn a_tracked_jobs_status_goes_waiting_running_waiting_running_complete() {
         }
         s == 4
     });
-    stop(p);
+    quit_and_wait(p);
     assert_eq!(seen, [1, 2, 1, 2, 4]);
 }
 
@@ -165,7 +155,7 @@ fn ordinary_failures_are_retried_only_with_retry_failures_and_deaths_never() {
     enqueue_tracked(&redis, "Flaky");
     let p = pool(&redis, &jobs, &[("RETRY_BACKOFF", "0")]);
     wait_until("a failure record", || redis.failures().len() == 1);
-    stop(p);
+    quit_and_wait(p);
     assert_eq!(runs(&log), ["0"], "exit 1 is not retried by default");
     let _: () = redis.conn().del("resque:failed").unwrap();
     std::fs::remove_file(&log).unwrap();
@@ -178,7 +168,7 @@ fn ordinary_failures_are_retried_only_with_retry_failures_and_deaths_never() {
     );
     wait_until("Flaky ran twice", || runs(&log).len() == 2);
     wait_until("Dies failed", || redis.failures().len() == 1);
-    stop(p);
+    quit_and_wait(p);
     assert_eq!(redis.failures()[0]["exception"], "Resque::DirtyExit");
     assert_eq!(redis.failures()[0]["payload"].get("retry_count"), None);
 }
@@ -196,7 +186,7 @@ fn backoff_follows_the_policy_and_retries_lists_the_waiting_jobs() {
     std::fs::write(&policy, "Mailer: {limit: 3, backoff: [600]}\n").unwrap();
     let id = enqueue_tracked(&redis, "Flaky");
     enqueue_tracked(&redis, "Mailer");
-    let before = redis_now(&redis);
+    let before = redis.now();
     let policy_path = policy.display().to_string();
     let p = pool(
         &redis,
@@ -208,8 +198,8 @@ fn backoff_follows_the_policy_and_retries_lists_the_waiting_jobs() {
         let rows: Value = serde_json::from_str(&cli(&redis, &["retries", "--json"]).1).unwrap();
         rows.as_array().unwrap().len() == 2 && rows[0]["retry_count"] == 2
     });
-    let after = redis_now(&redis);
-    stop(p);
+    let after = redis.now();
+    quit_and_wait(p);
     let rows: Value = serde_json::from_str(&cli(&redis, &["retries", "--json"]).1).unwrap();
     // The next due first: Flaky's second retry (120 s), then Mailer's (600 s).
     let mailer = &rows[1];

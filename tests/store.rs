@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use resque_fork::identity::Identity;
-use resque_fork::store::{Outcome, QueueSet, Reserved, Store};
+use resque_fork::store::{Outcome, QueueSet, Reserved, RetryWrite, Store};
 use resque_fork::Keys;
 
 /// Worker `h:1:q`, as the process holding `token`.
@@ -83,6 +83,21 @@ fn a_retried_reserve_resumes_the_held_job_instead_of_taking_another() {
         .ends_with(r#","worker":"h:1","token":"t1"}"#));
 }
 
+/// The outcome of worker h:1:q's failed job, with a retry or without.
+fn failed<'a>(in_flight: &'a [u8], retry: Option<RetryWrite<'a>>) -> Outcome<'a> {
+    Outcome {
+        worker_id: "h:1:q",
+        in_flight,
+        in_flight_started: None,
+        failure_record: Some(r#"{"failed_at":"x"}"#),
+        status_key: None,
+        pid_key: None,
+        now: 1,
+        retry,
+        figures: None,
+    }
+}
+
 #[test]
 fn a_retried_record_counts_once() {
     let redis = RedisServer::start();
@@ -91,17 +106,7 @@ fn a_retried_record_counts_once() {
     let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
         panic!()
     };
-    let outcome = Outcome {
-        worker_id: "h:1:q",
-        in_flight: &in_flight,
-        in_flight_started: None,
-        failure_record: Some(r#"{"failed_at":"x"}"#),
-        status_key: None,
-        pid_key: None,
-        now: 1,
-        retry: None,
-        figures: None,
-    };
+    let outcome = failed(&in_flight, None);
     assert!(s.record(&outcome).unwrap());
     assert!(!s.record(&outcome).unwrap(), "a retry is recognised");
     assert_eq!(redis.int("resque:stat:processed"), 1);
@@ -112,7 +117,6 @@ fn a_retried_record_counts_once() {
 
 #[test]
 fn a_retry_is_recorded_in_one_step_or_filed_when_the_delayed_keys_are_unusable() {
-    use resque_fork::store::RetryWrite;
     let redis = RedisServer::start();
     let mut s = store(&redis);
     let item = r#"{"class":"A","args":[],"retry_count":1,"error":"E: x","queue":"q"}"#;
@@ -128,23 +132,16 @@ fn a_retry_is_recorded_in_one_step_or_filed_when_the_delayed_keys_are_unusable()
         let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
             panic!()
         };
-        let outcome = Outcome {
-            worker_id: "h:1:q",
-            in_flight: &in_flight,
-            in_flight_started: None,
-            failure_record: Some(r#"{"failed_at":"x"}"#),
-            status_key: None,
-            pid_key: None,
-            now: 1,
-            retry: Some(RetryWrite {
+        let outcome = failed(
+            &in_flight,
+            Some(RetryWrite {
                 item: Some(item),
                 delay: 30,
                 counter: "resque:resque-fork:retry:abc",
                 count: 1,
                 ttl: 60,
             }),
-            figures: None,
-        };
+        );
         assert!(s.record(&outcome).unwrap());
         assert_eq!(redis.get("resque:worker:h:1:q"), None);
         // Kept with a retry; gone when the job is filed instead.
@@ -250,4 +247,62 @@ fn worker_id_is_strict_json_whatever_the_payload() {
             .query(&mut redis.conn())
             .unwrap();
     }
+}
+
+#[test]
+fn a_metrics_hash_of_the_wrong_type_never_stops_a_record() {
+    let redis = RedisServer::start();
+    let _: () = redis::cmd("SET")
+        .arg("resque:resque-fork:metrics")
+        .arg("not a hash")
+        .query(&mut redis.conn())
+        .unwrap();
+    redis.push("q", r#"{"class":"A","args":[]}"#);
+    let mut s = store(&redis);
+    let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
+        panic!()
+    };
+    let figures = resque_fork::metrics::FieldCache::default().figures(
+        "q",
+        "A",
+        resque_fork::metrics::JobOutcome::Failed,
+        std::time::Duration::from_millis(5),
+        Some(0.5),
+    );
+    let outcome = Outcome {
+        figures: Some(&figures),
+        ..failed(&in_flight, None)
+    };
+    assert!(s.record(&outcome).unwrap());
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.llen("resque:failed"), 1);
+    assert_eq!(
+        redis.get("resque:resque-fork:metrics").as_deref(),
+        Some("not a hash")
+    );
+}
+
+#[test]
+fn taking_a_delayed_item_that_a_promoter_took_meanwhile_counts_nothing() {
+    let redis = RedisServer::start();
+    let mut s = store(&redis);
+    let item = r#"{"class":"A","args":[],"queue":"q"}"#;
+    s.schedule_delayed(1000, item, None).unwrap();
+    let gone = r#"{"class":"A","args":[1],"queue":"q"}"#;
+    let taken = s
+        .take_delayed(
+            "q",
+            &[
+                (1000, gone.as_bytes().to_vec()),
+                (1000, item.as_bytes().to_vec()),
+            ],
+            true,
+        )
+        .unwrap();
+    assert_eq!(taken, 1);
+    assert_eq!(redis.list("resque:queue:q"), [r#"{"class":"A","args":[]}"#]);
+    assert!(redis
+        .keys()
+        .iter()
+        .all(|k| !k.contains("delayed") && !k.contains("timestamps:")));
 }

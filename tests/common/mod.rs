@@ -197,6 +197,12 @@ impl RedisServer {
         m
     }
 
+    /// Redis's clock, in epoch seconds.
+    pub fn now(&self) -> i64 {
+        let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut self.conn()).unwrap();
+        now
+    }
+
     pub fn int(&self, key: &str) -> i64 {
         self.get(key)
             .map(|v| v.parse().expect("integer"))
@@ -637,4 +643,10 @@ pub fn url_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// QUIT, then the process must exit 0 within the deadline.
+pub fn quit_and_wait(mut child: Child) {
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
 }
