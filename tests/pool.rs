@@ -125,6 +125,13 @@ fn a_hup_with_a_changed_file_mid_load_converges_losing_and_killing_no_job() {
     wait_until("the load is under way", || line_count(&ran) >= 10);
     // a grows, b shrinks, c goes, d comes.
     std::fs::write(&file, "a: 3\nb: 1\nd: 1\n").unwrap();
+    let missing = jobs.scratch("no-such.pid");
+    let (code, _, err) = cli(
+        &redis,
+        &["pool", "reload", "--pidfile", missing.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no pool's PIDFILE"), "{err}");
     let (code, out, err) = cli(
         &redis,
         &["pool", "reload", "--pidfile", pidfile.to_str().unwrap()],

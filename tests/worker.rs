@@ -697,3 +697,27 @@ fn an_exec_job_starts_with_no_signal_blocked_or_ignored_and_in_its_own_group() {
         "the job leads its own process group: {text}"
     );
 }
+
+#[test]
+fn an_exec_job_that_cannot_start_says_which_step_failed() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    // Executable, but no #! line and not a binary: execve refuses it.
+    jobs.add("Plain", "");
+    std::fs::write(jobs.path().join("Plain"), "echo no shebang\n").unwrap();
+    redis.push("q", r#"{"class":"Plain","args":[]}"#);
+    assert!(drain(&redis, &jobs, "q").status.success());
+    let failures = redis.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["exception"], "ResqueFork::JobFailed");
+    let error = failures[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("could not start ")
+            && error.contains(": executing it: Exec format error"),
+        "{error}"
+    );
+    assert!(
+        redis.members("resque:workers").is_empty(),
+        "the worker went on and unregistered"
+    );
+}
