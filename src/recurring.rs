@@ -60,8 +60,8 @@ impl Recurring {
 
     /// Enqueues every entry's due ticks.
     pub fn turn(&mut self, store: &mut Store) -> Result<Turn> {
-        self.schedule.set_dynamic(store.persistent_schedules()?);
-        let now = store.server_time()?;
+        let (now, dynamic) = store.schedule_inputs()?;
+        self.schedule.set_dynamic(dynamic);
         let stamp = crate::timefmt::ruby_time(now);
         let mut total = 0;
         for entry in self.schedule.entries() {

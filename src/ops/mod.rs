@@ -343,8 +343,8 @@ pub fn schedule(
     env: Option<&str>,
 ) -> Result<Vec<ScheduleRow>> {
     let mut schedule = crate::schedule::Schedule::load(file, env)?;
-    schedule.set_dynamic(store.persistent_schedules()?);
-    let now = store.server_time()?;
+    let (now, dynamic) = store.schedule_inputs()?;
+    schedule.set_dynamic(dynamic);
     let (mut last, mut ticks) = store.recurring_history()?;
     Ok(schedule
         .entries()

@@ -23,21 +23,30 @@ pub struct TickJob<'a> {
 }
 
 impl Store {
-    /// `persistent_schedules`: (name, JSON configuration) pairs. Entries
-    /// whose name or text is not UTF-8 are logged and left out.
-    pub fn persistent_schedules(&mut self) -> Result<Vec<(String, String)>> {
-        let raw: Vec<(Vec<u8>, Vec<u8>)> = self.with_conn(
-            || "reading persistent_schedules".into(),
-            |c, k, _| redis::cmd("HGETALL").arg(k.persistent_schedules()).query(c),
+    /// Redis's clock (epoch seconds) and `persistent_schedules` as (name,
+    /// JSON configuration) pairs, in one round trip: what a scheduler turn
+    /// starts from. Entries whose name or text is not UTF-8 are logged and
+    /// left out.
+    pub fn schedule_inputs(&mut self) -> Result<(i64, Vec<(String, String)>)> {
+        type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+        let ((now, _), raw): ((i64, i64), Pairs) = self.with_conn(
+            || "reading the clock and persistent_schedules".into(),
+            |c, k, _| {
+                redis::pipe()
+                    .cmd("TIME")
+                    .hgetall(k.persistent_schedules())
+                    .query(c)
+            },
         )?;
-        Ok(raw
+        let configs = raw
             .into_iter()
             .filter_map(|(name, config)| {
                 let name = super::utf8_or_skip(name, "persistent_schedules")?;
                 let config = super::utf8_or_skip(config, "persistent_schedules")?;
                 Some((name, config))
             })
-            .collect())
+            .collect();
+        Ok((now, configs))
     }
 
     /// Enqueues `job` once for each of `ticks` (earliest first) later than
