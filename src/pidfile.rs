@@ -42,7 +42,9 @@ impl Pidfile {
                 };
                 Error::io(what, e)
             })?;
-            if let Some(holder) = holder.filter(|&h| h != pid as i32 && is_resque_fork(h)) {
+            if let Some(holder) =
+                holder.filter(|&h| h != pid as i32 && crate::procfs::is_resque_fork(h))
+            {
                 return Err(Error::AlreadyRunning {
                     pidfile: path.to_path_buf(),
                     pid: holder,
@@ -88,7 +90,7 @@ pub fn signal_holder(path: &Path, sig: nix::sys::signal::Signal) -> Result<i32> 
     let shown = path.display();
     let pid = read_pid(path)
         .map_err(|e| Error::NotFound(format!("no pool's PIDFILE at {shown} ({e})")))?
-        .filter(|&p| is_resque_fork(p))
+        .filter(|&p| crate::procfs::is_resque_fork(p))
         .ok_or_else(|| Error::NotFound(format!("PIDFILE {shown} names no running resque-fork")))?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
         .map_err(|e| Error::io(format!("signalling pid {pid} from {shown}"), e.into()))?;
@@ -103,11 +105,4 @@ fn read_pid(path: &Path) -> std::io::Result<Option<i32>> {
         .open(path)?
         .read_to_string(&mut text)?;
     Ok(text.trim().parse().ok())
-}
-
-/// True when `pid` is alive and its command line is resque-fork's (its
-/// binary name or its process title).
-fn is_resque_fork(pid: i32) -> bool {
-    crate::procfs::pid_alive(pid)
-        && crate::procfs::cmdline(pid).is_some_and(|cmd| cmd.contains("resque-fork"))
 }

@@ -52,6 +52,12 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(String::from).collect())
 }
 
+/// True when `pid` is alive and its command line is resque-fork's (its
+/// binary name or its process title): not a pid reused by another program.
+pub fn is_resque_fork(pid: i32) -> bool {
+    pid_alive(pid) && cmdline(pid).is_some_and(|cmd| cmd.contains("resque-fork"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use redis::Commands;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -225,4 +226,30 @@ fn winch_stops_every_worker_and_keeps_the_manager_until_a_hup() {
     });
     signal(pool.id(), libc::SIGQUIT);
     assert!(wait_exit(&mut pool).success());
+}
+
+#[test]
+fn the_record_of_a_killed_pool_of_this_host_is_removed_not_shown() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let file = pool_file(&jobs, "a: 1\n");
+    let log = jobs.scratch("pool.log");
+    let mut pool = start_pool(&redis, &jobs, &file, &log);
+    let me = format!("pool {}:{}:", hostname(), pool.id());
+    wait_until("the pool publishes its groups", || {
+        cli(&redis, &["pool", "status"]).1.contains(&me)
+    });
+    // Killed, it cannot remove its record (its worker dies with it).
+    signal(pool.id(), libc::SIGKILL);
+    let _ = pool.wait();
+    let (code, status, err) = cli(&redis, &["pool", "status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!status.contains(&me), "{status}");
+    assert_eq!(
+        redis
+            .conn()
+            .hlen::<_, i64>("resque:resque-fork:pools")
+            .unwrap(),
+        0
+    );
 }

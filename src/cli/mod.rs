@@ -152,11 +152,15 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Workers => {
             let policy = cli.work.prune_policy()?;
             let rows = ops::workers(&mut store, &crate::identity::hostname(), &policy)?;
-            let pools = ops::pools(&mut store)?;
+            let pools = ops::pools(&mut store, &crate::identity::hostname())?;
             show(json, &rows, |r| report::workers(r) + &report::pools(&pools));
         }
         Command::Pool(PoolCommand::Status) => {
-            show(json, &ops::pools(&mut store)?, |p| report::pools(p));
+            show(
+                json,
+                &ops::pools(&mut store, &crate::identity::hostname())?,
+                |p| report::pools(p),
+            );
         }
         Command::Failed(FailedCommand::List { limit, filter }) => {
             let list = ops::failed_listing(&mut store, &filter.filter(), *limit)?;

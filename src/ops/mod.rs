@@ -415,20 +415,28 @@ pub struct PoolRow {
     pub updated: Option<i64>,
 }
 
-/// Every pool's groups (`pool status`, and the foot of `workers`).
-pub fn pools(store: &mut Store) -> Result<Vec<PoolRow>> {
-    let mut rows: Vec<PoolRow> = store
-        .pools()?
-        .into_iter()
-        .map(|(pool, state)| {
-            let v: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
-            PoolRow {
-                pool,
-                groups: v["groups"].clone(),
-                updated: v["updated"].as_i64(),
-            }
-        })
-        .collect();
+/// Every pool's groups (`pool status`, and the foot of `workers`). The
+/// record of a pool of this host (`hostname`) whose supervisor is gone
+/// (killed, so it could not remove it) is removed, not shown.
+pub fn pools(store: &mut Store, hostname: &str) -> Result<Vec<PoolRow>> {
+    let mut rows = Vec::new();
+    for (pool, state) in store.pools()? {
+        let gone = pool
+            .rsplit_once(':')
+            .filter(|(host, _)| *host == hostname)
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+            .is_some_and(|pid| !crate::procfs::is_resque_fork(pid));
+        if gone {
+            store.forget_pool(&pool)?;
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
+        rows.push(PoolRow {
+            pool,
+            groups: v["groups"].clone(),
+            updated: v["updated"].as_i64(),
+        });
+    }
     rows.sort_by(|a, b| a.pool.cmp(&b.pool));
     Ok(rows)
 }
