@@ -9,9 +9,150 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
     /// A URL the `redis` crate accepts: `redis://`, `rediss://`, `unix://`.
+    /// With [`RedisSettings::sentinel`], only its credentials, database and
+    /// TLS apply: the Sentinels name the host.
     pub url: String,
     /// The key prefix as given (the php `:` rule is applied by `Keys`).
     pub prefix: String,
+    /// Find the master through Redis Sentinel (`REDIS_SENTINELS`).
+    pub sentinel: Option<SentinelSettings>,
+    /// `REDIS_MIN_REPLICAS`: the reserve and record steps count only once
+    /// this many replicas acknowledged them (`WAIT`); 0 = don't wait.
+    pub min_replicas: u32,
+}
+
+impl RedisSettings {
+    /// Settings for one Redis at `url`, no Sentinel, no replica wait.
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> RedisSettings {
+        RedisSettings {
+            url: url.into(),
+            prefix: prefix.into(),
+            sentinel: None,
+            min_replicas: 0,
+        }
+    }
+}
+
+/// The Sentinels that know the master, and how to talk to them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelSettings {
+    /// Each Sentinel as a URL: `redis://host:port`, or `rediss://` for TLS.
+    pub sentinels: Vec<String>,
+    /// `REDIS_SENTINEL_MASTER`: the name the Sentinels monitor the master under.
+    pub master: String,
+    /// `REDIS_SENTINEL_USERNAME`, for Sentinels with ACL users.
+    pub username: Option<String>,
+    /// `REDIS_SENTINEL_PASSWORD`: the Sentinels' own password (the data
+    /// nodes' is in the Redis URL).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SentinelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelSettings")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// The default Sentinel port, when an address names none.
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
+
+/// Reads `REDIS_SENTINELS` (comma-separated `host:port`, `host` for port
+/// 26379, or `redis://`/`rediss://` URLs) with `REDIS_SENTINEL_MASTER`.
+///
+/// ```
+/// use resque_fork::config::sentinel_settings;
+/// let s = sentinel_settings(Some("a:26380, b,rediss://c:1"), Some("mymaster"), None, None).unwrap().unwrap();
+/// assert_eq!(s.sentinels, ["redis://a:26380", "redis://b:26379", "rediss://c:1"]);
+/// assert!(sentinel_settings(None, None, None, None).unwrap().is_none());
+/// assert!(sentinel_settings(Some("a"), None, None, None).is_err());
+/// assert!(sentinel_settings(None, Some("m"), None, None).is_err());
+/// ```
+pub fn sentinel_settings(
+    sentinels: Option<&str>,
+    master: Option<&str>,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<Option<SentinelSettings>> {
+    let (sentinels, master) =
+        match (sentinels, master) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER (the master's name) is not"
+                        .into(),
+                ))
+            }
+            (None, Some(_)) => return Err(Error::Config(
+                "REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS (where the Sentinels are) is not"
+                    .into(),
+            )),
+            (Some(s), Some(m)) => (s, m),
+        };
+    let mut urls = Vec::new();
+    for entry in sentinels
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (scheme, rest) = match entry.split_once("://") {
+            Some(("redis" | "tcp", rest)) => ("redis", rest),
+            Some(("rediss", rest)) => ("rediss", rest),
+            Some((other, _)) => {
+                return Err(Error::Config(format!(
+                    "REDIS_SENTINELS entry {:?}: scheme {other:?} is not supported (use host:port, redis:// or rediss://)",
+                    redact_url(entry)
+                )))
+            }
+            None => ("redis", entry),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(Error::Config(format!(
+                "REDIS_SENTINELS entry {:?}: give the Sentinels' password in REDIS_SENTINEL_PASSWORD, not in the address",
+                redact_url(entry)
+            )));
+        }
+        // A bracketed IPv6 address without a port ends in ']'.
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !authority.ends_with(']') => match p.parse::<u16>() {
+                Ok(port) => (h, port),
+                Err(_) => {
+                    return Err(Error::Config(format!(
+                        "REDIS_SENTINELS entry {entry:?}: {p:?} is not a port"
+                    )))
+                }
+            },
+            _ => (authority, DEFAULT_SENTINEL_PORT),
+        };
+        if host.is_empty() {
+            return Err(Error::Config(format!(
+                "REDIS_SENTINELS entry {entry:?} names no host"
+            )));
+        }
+        let tail = if scheme == "rediss" && rest.contains("#insecure") {
+            "/#insecure"
+        } else {
+            ""
+        };
+        urls.push(format!("{scheme}://{host}:{port}{tail}"));
+    }
+    if urls.is_empty() {
+        return Err(Error::Config("REDIS_SENTINELS names no Sentinel".into()));
+    }
+    if master.trim().is_empty() {
+        return Err(Error::Config("REDIS_SENTINEL_MASTER is empty".into()));
+    }
+    Ok(Some(SentinelSettings {
+        sentinels: urls,
+        master: master.trim().to_string(),
+        username: username.map(String::from),
+        password: password.map(String::from),
+    }))
 }
 
 /// A Redis URL or php DSN as it may be shown (errors, logs, help): its

@@ -23,70 +23,26 @@
 //! would make an idle worker spin on the reserve script.
 
 use crate::backoff::Backoff;
+use crate::resp::{self, Reply, Stream, Target};
 use redis::{ConnectionAddr, ConnectionInfo};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 /// How long a broken doorbell rests before it is tried again: doubling from
 /// the first to the last.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_LAST: Duration = Duration::from_secs(60);
-/// TCP keepalive: a doorbell blocks for as long as its queue stays empty, so
-/// a peer that vanished without closing is found by probes (after about a
-/// minute), not by a read.
-const KEEPALIVE_IDLE_SECS: i32 = 30;
-const KEEPALIVE_INTERVAL_SECS: i32 = 10;
-const KEEPALIVE_PROBES: i32 = 3;
 
 /// More queues than this and BLOCKING falls back to polling: a connection
 /// per queue per worker stops being cheap.
 pub const MAX_QUEUES: usize = 64;
 
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    fn io(&mut self) -> &mut dyn ReadWrite {
-        match self {
-            Stream::Tcp(s) => s,
-            Stream::Unix(s) => s,
-        }
-    }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
-        }
-    }
-
-    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_nonblocking(on),
-            Stream::Unix(s) => s.set_nonblocking(on),
-        }
-    }
-}
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
 struct Bell {
     stream: Stream,
     armed: bool,
     buf: Vec<u8>,
-}
-
-enum Target {
-    Tcp(String, u16),
-    Unix(PathBuf),
 }
 
 /// The doorbells of one worker, by queue key.
@@ -98,6 +54,9 @@ pub struct Doorbells {
     bells: HashMap<String, Bell>,
     /// Set while the doorbells are broken: when to try them again.
     resting: Option<Rest>,
+    /// The generation of the node `target` is (see `Store::node`); `None`
+    /// until the store has found it.
+    generation: Option<u64>,
 }
 
 /// A pause after a doorbell broke.
@@ -107,45 +66,11 @@ struct Rest {
     backoff: Backoff,
 }
 
-fn command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// The length of the first complete RESP2 reply in `buf`, if there is one.
-fn reply_len(buf: &[u8]) -> Option<usize> {
-    let line_end = buf.windows(2).position(|w| w == b"\r\n")? + 2;
-    match buf.first()? {
-        b'$' => {
-            let n: i64 = std::str::from_utf8(&buf[1..line_end - 2])
-                .ok()?
-                .parse()
-                .ok()?;
-            if n < 0 {
-                Some(line_end)
-            } else {
-                let total = line_end + n as usize + 2;
-                (buf.len() >= total).then_some(total)
-            }
-        }
-        // Simple strings, errors, integers, and RESP2's null array.
-        _ => Some(line_end),
-    }
-}
-
 impl Doorbells {
-    /// Doorbells for the Redis of `info`; `None` over TLS.
+    /// Doorbells with the credentials and database of `info`; `None` over
+    /// TLS. They ring only once [`Doorbells::follow`] named the node.
     pub fn new(info: &ConnectionInfo) -> Option<Doorbells> {
-        let target = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => Target::Tcp(host.clone(), *port),
-            ConnectionAddr::Unix(path) => Target::Unix(path.clone()),
-            _ => return None,
-        };
+        let target = target_of(info)?;
         let settings = info.redis_settings();
         Some(Doorbells {
             target,
@@ -154,6 +79,7 @@ impl Doorbells {
             db: settings.db(),
             bells: HashMap::new(),
             resting: None,
+            generation: None,
         })
     }
 
@@ -191,56 +117,39 @@ impl Doorbells {
     }
 
     fn connect(&self) -> io::Result<Stream> {
-        let timeout = Duration::from_secs(5);
-        let mut stream = match &self.target {
-            Target::Tcp(host, port) => {
-                let s = connect_tcp(host, *port, timeout)?;
-                s.set_nodelay(true)?;
-                s.set_read_timeout(Some(timeout))?;
-                keepalive(&s)?;
-                Stream::Tcp(s)
-            }
-            Target::Unix(path) => {
-                let s = UnixStream::connect(path)?;
-                s.set_read_timeout(Some(timeout))?;
-                Stream::Unix(s)
-            }
-        };
         let mut setup = Vec::new();
-        if let Some(pw) = &self.password {
-            match &self.username {
-                Some(user) => setup.push(command(&[b"AUTH", user.as_bytes(), pw.as_bytes()])),
-                None => setup.push(command(&[b"AUTH", pw.as_bytes()])),
-            }
-        }
+        setup.extend(resp::auth(
+            self.username.as_deref(),
+            self.password.as_deref(),
+        ));
         if self.db != 0 {
-            setup.push(command(&[b"SELECT", self.db.to_string().as_bytes()]));
+            setup.push(resp::command(&[b"SELECT", self.db.to_string().as_bytes()]));
         }
-        for cmd in setup {
-            stream.io().write_all(&cmd)?;
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 256];
-            while reply_len(&buf).is_none() {
-                let n = stream.io().read(&mut chunk)?;
-                if n == 0 {
-                    return Err(io::Error::other("Redis closed the doorbell connection"));
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            if buf.first() == Some(&b'-') {
-                return Err(io::Error::other(
-                    String::from_utf8_lossy(&buf).trim().to_string(),
-                ));
-            }
+        Stream::connect(&self.target, Duration::from_secs(5), &setup)
+    }
+
+    /// Points the doorbells at the node the store talks to: on a new
+    /// generation (a new master after a failover) every bell is dropped and
+    /// re-armed there on the next wait.
+    pub fn follow(&mut self, generation: u64, node: &ConnectionInfo) {
+        if self.generation == Some(generation) {
+            return;
         }
-        stream.set_nonblocking(true)?;
-        Ok(stream)
+        if let Some(target) = target_of(node) {
+            self.target = target;
+            self.bells.clear();
+            self.resting = None;
+            self.generation = Some(generation);
+        }
     }
 
     /// Arms a doorbell on each queue key (connecting as needed) and drops
     /// the ones for keys no longer listed. Refuses while the doorbells rest
     /// after a failure (the caller polls instead).
     pub fn arm(&mut self, keys: &[String]) -> io::Result<()> {
+        if self.generation.is_none() {
+            return Err(io::Error::other("the Redis master is not known yet"));
+        }
         if let Some(rest) = &self.resting {
             if Instant::now() < rest.until {
                 return Err(io::Error::other(
@@ -272,7 +181,7 @@ impl Doorbells {
             };
             if !bell.armed {
                 let k = key.as_bytes();
-                let cmd = command(&[b"BLMOVE", k, k, b"RIGHT", b"RIGHT", b"0"]);
+                let cmd = resp::command(&[b"BLMOVE", k, k, b"RIGHT", b"RIGHT", b"0"]);
                 if let Err(e) = bell.stream.io().write_all(&cmd) {
                     self.broke(&e.to_string());
                     return Err(e);
@@ -295,27 +204,16 @@ impl Doorbells {
         let mut rang = false;
         let mut broken: Option<String> = None;
         for (key, bell) in self.bells.iter_mut() {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match bell.stream.io().read(&mut chunk) {
-                    Ok(0) => {
-                        broken = Some(format!("Redis closed the doorbell of {key}"));
-                        break;
-                    }
-                    Ok(n) => bell.buf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        broken = Some(format!("the doorbell of {key}: {e}"));
-                        break;
-                    }
-                }
+            match bell.stream.read_available(&mut bell.buf) {
+                Ok(true) => {}
+                Ok(false) => broken = Some(format!("Redis closed the doorbell of {key}")),
+                Err(e) => broken = Some(format!("the doorbell of {key}: {e}")),
             }
-            while let Some(len) = reply_len(&bell.buf) {
-                let reply: Vec<u8> = bell.buf.drain(..len).collect();
+            while let Some((reply, len)) = resp::parse(&bell.buf) {
+                bell.buf.drain(..len);
                 bell.armed = false;
-                if reply.first() == Some(&b'-') {
-                    let text = String::from_utf8_lossy(&reply[1..]).trim().to_string();
+                if let Reply::Error(text) = reply {
+                    let text = String::from_utf8_lossy(&text).trim().to_string();
                     broken = Some(format!("{key}: {text}"));
                 } else {
                     rang = true;
@@ -334,64 +232,11 @@ impl Doorbells {
     }
 }
 
-/// Connects to the first address of `host` that answers within `timeout`.
-fn connect_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
-    use std::net::ToSocketAddrs;
-    let mut last = io::Error::other(format!("{host} has no address"));
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Turns on TCP keepalive with probes soon enough to notice a dead peer.
-fn keepalive(stream: &TcpStream) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = stream.as_raw_fd();
-    for (level, option, value) in [
-        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE_SECS),
-        (
-            libc::IPPROTO_TCP,
-            libc::TCP_KEEPINTVL,
-            KEEPALIVE_INTERVAL_SECS,
-        ),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES),
-    ] {
-        // SAFETY: setsockopt on an open socket with an int-sized option.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies() {
-        assert_eq!(reply_len(b"$-1\r\n"), Some(5));
-        assert_eq!(reply_len(b"$3\r\nabc\r\n"), Some(9));
-        assert_eq!(reply_len(b"$3\r\nab"), None);
-        assert_eq!(reply_len(b"-ERR x\r\n"), Some(8));
-        assert_eq!(reply_len(b"+OK\r"), None);
-        assert_eq!(
-            command(&[b"GET", b"k"]),
-            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec()
-        );
+/// Where the doorbells of the node of `info` connect; `None` over TLS.
+fn target_of(info: &ConnectionInfo) -> Option<Target> {
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) => Some(Target::Tcp(host.clone(), *port)),
+        ConnectionAddr::Unix(path) => Some(Target::Unix(path.clone())),
+        _ => None,
     }
 }

@@ -30,6 +30,13 @@ pub enum Error {
     /// A record in Redis cannot be understood (not JSON, a field missing or
     /// of the wrong kind): nothing was done with it.
     Corrupt(String),
+    /// A Sentinel announced a failover of the master and it has not ended:
+    /// nothing is sent until it does (a connection error for retrying).
+    Failover(String),
+    /// A write was made but fewer replicas than `REDIS_MIN_REPLICAS` asks
+    /// for acknowledged it in time; repeating the step (it is idempotent)
+    /// waits for them again.
+    Unreplicated(String),
     /// `PIDFILE` names a resque-fork process that is still running.
     AlreadyRunning {
         /// The file.
@@ -61,10 +68,12 @@ impl Error {
     /// cannot serve us now: READONLY (a failover demoted it to a replica),
     /// LOADING (it is reading its data after a restart) and MASTERDOWN (a
     /// replica that lost its master): the same address, or a new connection
-    /// once the failover is over, will answer again.
+    /// once the failover is over, will answer again. A failover announced
+    /// by the Sentinels and not yet over counts too.
     pub fn is_connection(&self) -> bool {
         use redis::{ErrorKind, ServerErrorKind};
         match self {
+            Error::Failover(_) => true,
             Error::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_connection_dropped()
@@ -90,7 +99,11 @@ impl fmt::Display for Error {
             Error::Config(msg) => write!(f, "{msg}"),
             Error::Redis { action, source } => write!(f, "{action}: {source}"),
             Error::Io { action, source } => write!(f, "{action}: {source}"),
-            Error::NotFound(msg) | Error::Conflict(msg) | Error::Corrupt(msg) => {
+            Error::NotFound(msg)
+            | Error::Conflict(msg)
+            | Error::Corrupt(msg)
+            | Error::Failover(msg)
+            | Error::Unreplicated(msg) => {
                 write!(f, "{msg}")
             }
             Error::AlreadyRunning { pidfile, pid } => write!(

@@ -167,6 +167,8 @@ pub mod queues;
 pub mod recurring;
 #[doc(hidden)]
 pub mod report;
+#[doc(hidden)]
+pub mod resp;
 pub mod retry;
 #[doc(hidden)]
 pub mod schedule;

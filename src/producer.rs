@@ -3,7 +3,6 @@
 
 use crate::error::{Error, Result};
 use crate::handlers::typed::{encode_args, TypedJob};
-use crate::keys::Keys;
 use crate::payload::{JobState, StatusRecord};
 use crate::store::Store;
 use crate::timefmt;
@@ -351,8 +350,22 @@ impl Producer {
 
     /// Connects under another namespace (php-resque's `PREFIX` rule).
     pub fn connect_with_prefix(url: &str, prefix: &str) -> Result<Producer> {
+        Producer::connect_with(&crate::config::RedisSettings::new(url, prefix))
+    }
+
+    /// Connects as `settings` say: a master found through Sentinels
+    /// (followed through failovers), replicas to wait for.
+    ///
+    /// ```no_run
+    /// use resque_fork::config::{sentinel_settings, RedisSettings};
+    /// let mut settings = RedisSettings::new("redis://:data-secret@ignored", "resque");
+    /// settings.sentinel = sentinel_settings(Some("s1:26379,s2:26379,s3:26379"), Some("mymaster"), None, None)?;
+    /// let producer = resque_fork::Producer::connect_with(&settings)?;
+    /// # Ok::<(), resque_fork::Error>(())
+    /// ```
+    pub fn connect_with(settings: &crate::config::RedisSettings) -> Result<Producer> {
         Ok(Producer {
-            store: Mutex::new(Store::connect(url, Keys::new(prefix))?),
+            store: Mutex::new(Store::connect_with(settings)?),
             before_enqueue: Vec::new(),
             after_enqueue: Vec::new(),
         })

@@ -12,7 +12,6 @@ use crate::backoff::Backoff;
 use crate::config::{RedisSettings, WorkerSettings};
 use crate::error::{Error, Result};
 use crate::handlers::Registry;
-use crate::keys::Keys;
 use crate::pool_config::Group;
 use crate::proctitle;
 use crate::promoter::Promoter;
@@ -124,7 +123,7 @@ pub fn run(
     // Connects when first used: to account for a killed worker, to publish
     // the pool's groups, and to schedule delayed and recurring jobs (the
     // pool's duty; its workers leave it to us).
-    let mut store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
+    let mut store = Store::open_with(redis)?;
     let who = format!("{}:{me}", crate::identity::hostname());
     let mut promoter = settings
         .scheduler
@@ -390,7 +389,7 @@ fn wait_for_redis(
     let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut logged = false;
     loop {
-        match Store::connect(&redis.url, Keys::new(&redis.prefix)) {
+        match Store::connect_with(redis) {
             Ok(_) => {
                 if logged {
                     log::warn!("Redis answers; starting the workers");

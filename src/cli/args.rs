@@ -7,7 +7,6 @@ use crate::keys::DEFAULT_PREFIX;
 use crate::ops;
 use crate::queues::QueueSpec;
 use crate::store::Store;
-use crate::Keys;
 use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -67,6 +66,44 @@ pub(super) struct RedisArgs {
     /// Key namespace; a ':' is appended unless present
     #[arg(long, env = "PREFIX", global = true, default_value = DEFAULT_PREFIX)]
     prefix: String,
+    /// Find the master through these Sentinels (host:port,host:port; rediss:// for TLS); REDIS_URL then gives only the data nodes' credentials, db and TLS
+    #[arg(long, env = "REDIS_SENTINELS", global = true, value_name = "LIST")]
+    redis_sentinels: Option<String>,
+    /// The name the Sentinels monitor the master under (with REDIS_SENTINELS)
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_MASTER",
+        global = true,
+        value_name = "NAME"
+    )]
+    redis_sentinel_master: Option<String>,
+    /// The Sentinels' ACL user, if they have one
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_USERNAME",
+        global = true,
+        value_name = "USER",
+        hide_short_help = true
+    )]
+    redis_sentinel_username: Option<String>,
+    /// The Sentinels' own password (the data nodes' goes in REDIS_URL)
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_PASSWORD",
+        global = true,
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    redis_sentinel_password: Option<String>,
+    /// Count a reserve or record step only once this many replicas have it (Redis WAIT); 0 = don't wait
+    #[arg(
+        long,
+        env = "REDIS_MIN_REPLICAS",
+        global = true,
+        default_value = "0",
+        value_name = "N"
+    )]
+    redis_min_replicas: u32,
 }
 
 #[derive(Debug, Args)]
@@ -155,7 +192,7 @@ pub(super) struct WorkArgs {
     #[arg(long, env = "BLOCKING", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
     blocking: bool,
-    /// Let jobs inherit REDIS_URL, REDIS_BACKEND and REDIS_BACKEND_DB (by default they are removed from a job's environment, so a job cannot leak a password)
+    /// Let jobs inherit REDIS_URL, REDIS_BACKEND, REDIS_BACKEND_DB and the REDIS_SENTINEL* variables (by default they are removed from a job's environment, so a job cannot leak a password)
     #[arg(long, env = "JOB_ENV_KEEP_REDIS", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
     job_env_keep_redis: bool,
@@ -472,12 +509,18 @@ impl RedisArgs {
                 non_empty(&self.redis_backend_db),
             )?,
             prefix: self.prefix.clone(),
+            sentinel: config::sentinel_settings(
+                non_empty(&self.redis_sentinels),
+                non_empty(&self.redis_sentinel_master),
+                non_empty(&self.redis_sentinel_username),
+                non_empty(&self.redis_sentinel_password),
+            )?,
+            min_replicas: self.redis_min_replicas,
         })
     }
 
     pub(super) fn store(&self) -> Result<Store> {
-        let settings = self.settings()?;
-        Store::connect(&settings.url, Keys::new(&settings.prefix))
+        Store::connect_with(&self.settings()?)
     }
 }
 

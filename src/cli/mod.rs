@@ -60,7 +60,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Info { prometheus: true } => {
             let policy = cli.work.prune_policy()?;
             let redis = cli.redis.settings()?;
-            let mut store = crate::store::Store::open(&redis.url, crate::Keys::new(&redis.prefix))?;
+            let mut store = crate::store::Store::open_with(&redis)?;
             let snapshot =
                 crate::metrics::Snapshot::gather(&mut store, &crate::identity::hostname(), &policy);
             return print_text(&crate::metrics::exporter::render(snapshot, false));

@@ -41,7 +41,16 @@ pub fn check_class_name(class: &str) -> Result<(), String> {
 /// unless `JOB_ENV_KEEP_REDIS` says so: a job that dumps its environment (or
 /// runs `set -x`) would write a password into its stderr tail, and so into
 /// its failure record.
-pub const REDIS_ENV_VARS: &[&str] = &["REDIS_URL", "REDIS_BACKEND", "REDIS_BACKEND_DB"];
+pub const REDIS_ENV_VARS: &[&str] = &[
+    "REDIS_URL",
+    "REDIS_BACKEND",
+    "REDIS_BACKEND_DB",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_SENTINEL_USERNAME",
+    "REDIS_SENTINEL_PASSWORD",
+    "REDIS_MIN_REPLICAS",
+];
 
 /// Where programs live and what they are told.
 #[derive(Debug, Clone)]

@@ -7,7 +7,6 @@
 use super::{Histogram, Snapshot};
 use crate::config::RedisSettings;
 use crate::error::{Error, Result};
-use crate::keys::Keys;
 use crate::prune::PrunePolicy;
 use crate::store::Store;
 use prometheus_client::collector::Collector;
@@ -232,7 +231,7 @@ pub fn serve(listen: &str, redis: &RedisSettings, policy: &PrunePolicy) -> Resul
         .to_ip()
         .map_or_else(|| listen.to_string(), |a| a.to_string());
     log::warn!("metrics exporter listening on http://{bound}/metrics");
-    let mut store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
+    let mut store = Store::open_with(redis)?;
     let hostname = crate::identity::hostname();
     for request in server.incoming_requests() {
         let path = request.url().split('?').next().unwrap_or("");

@@ -175,7 +175,7 @@ impl Store {
         ] {
             bulk(&mut cmd, arg.as_bytes());
         }
-        let reply: redis::Value = self.with_conn(
+        let reply: redis::Value = self.with_conn_replicated(
             || format!("reserving a job for {}", me.id),
             |c, _, s| {
                 c.send_packed_command(&cmd)?;
@@ -272,7 +272,7 @@ impl Store {
         };
         let id = outcome.worker_id;
         let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
-        let reply: Vec<redis::Value> = self.with_conn(
+        let reply: Vec<redis::Value> = self.with_conn_replicated(
             || format!("recording the outcome of the job of {id}"),
             |c, k, s| {
                 let mut call = s.record.prepare_invoke();

@@ -15,7 +15,9 @@
 //! - [`enqueue`]: putting jobs on queues;
 //! - [`delayed`]: delayed jobs on resque-scheduler's keys;
 //! - [`recurring`]: recurring jobs' dynamic schedules and tick claims;
-//! - [`metrics`]: what the metrics exporter reads.
+//! - [`metrics`]: what the metrics exporter reads;
+//! - `sentinel`: finding the master through Redis Sentinel, and holding
+//!   every command while a failover is under way.
 //!
 //! Every script is atomic like `MULTI`/`EXEC`, and can make a write depend on
 //! what it reads, which `MULTI` cannot. Policy (which worker is dead, what
@@ -27,6 +29,7 @@ pub mod enqueue;
 pub mod jobs;
 pub mod metrics;
 pub mod recurring;
+mod sentinel;
 pub mod workers;
 
 pub use admin::WorkerKeys;
@@ -35,9 +38,12 @@ pub use jobs::{Outcome, QueueSet, Reserved, RetryWrite, RESERVE_CHUNK};
 pub use recurring::{Claimed, TickJob};
 pub use workers::{HeldJob, PruneLock, Registration, Removal};
 
+use crate::config::RedisSettings;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use redis::{Client, Connection, Script};
+use sentinel::{Gate, SentinelLink};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 /// What every script that writes records starts with: the checks that run
@@ -51,6 +57,8 @@ const COMMON_LUA: &str = concat!(
 /// How long to wait for a TCP connect or a reply before calling Redis gone.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one `WAIT` for replicas may block (REDIS_MIN_REPLICAS).
+const REPLICA_WAIT_MS: u64 = 1000;
 
 struct Scripts {
     reserve: Script,
@@ -69,6 +77,17 @@ struct Scripts {
     started: String,
 }
 
+/// A client for one Redis address.
+fn client(url: &str) -> Result<Client> {
+    Client::open(url).map_err(|e| {
+        Error::Config(format!(
+            "invalid Redis address {:?}: {}",
+            crate::config::redact_url(url),
+            crate::config::redact_url(&e.to_string())
+        ))
+    })
+}
+
 /// Lua source without its comment lines.
 fn code_only(lua: &str) -> String {
     lua.lines()
@@ -77,9 +96,19 @@ fn code_only(lua: &str) -> String {
         .join("\n")
 }
 
+/// Where the store's connections go.
+enum Node {
+    /// One address.
+    Direct(Box<Client>),
+    /// Whichever master the Sentinels name.
+    Sentinel(Box<SentinelLink>),
+}
+
 /// A connection to one Redis, reconnecting lazily after a failure.
 pub struct Store {
-    client: Client,
+    node: Node,
+    /// `REDIS_MIN_REPLICAS`.
+    min_replicas: u32,
     conn: Option<Connection>,
     keys: Keys,
     scripts: Scripts,
@@ -107,17 +136,40 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens a store without contacting Redis; the first command connects.
+    /// Opens a store for `settings` (one Redis, or a master behind
+    /// Sentinels) and checks that Redis answers.
+    pub fn connect_with(settings: &RedisSettings) -> Result<Store> {
+        let mut store = Store::open_with(settings)?;
+        store.ping()?;
+        Ok(store)
+    }
+
+    /// Opens a store for `url` without contacting Redis; the first command
+    /// connects.
     pub fn open(url: &str, keys: Keys) -> Result<Store> {
-        let client = Client::open(url).map_err(|e| {
-            Error::Config(format!(
-                "invalid Redis address {:?}: {}",
-                crate::config::redact_url(url),
-                crate::config::redact_url(&e.to_string())
-            ))
-        })?;
-        let store = Store {
-            client,
+        Ok(Store::build(Node::Direct(Box::new(client(url)?)), keys, 0))
+    }
+
+    /// Opens a store for `settings` without contacting Redis (nor the
+    /// Sentinels); the first command connects.
+    pub fn open_with(settings: &RedisSettings) -> Result<Store> {
+        let node = match &settings.sentinel {
+            Some(sentinels) => {
+                Node::Sentinel(Box::new(SentinelLink::new(sentinels, &settings.url)?))
+            }
+            None => Node::Direct(Box::new(client(&settings.url)?)),
+        };
+        Ok(Store::build(
+            node,
+            Keys::new(&settings.prefix),
+            settings.min_replicas,
+        ))
+    }
+
+    fn build(node: Node, keys: Keys, min_replicas: u32) -> Store {
+        Store {
+            node,
+            min_replicas,
             conn: None,
             pending_replies: 0,
             traffic: Traffic::default(),
@@ -161,8 +213,7 @@ impl Store {
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
                 ),
             },
-        };
-        Ok(store)
+        }
     }
 
     /// The key names this store uses.
@@ -175,12 +226,41 @@ impl Store {
         action: impl Fn() -> String,
         f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
     ) -> Result<T> {
+        self.with_conn_then(action, f, false)
+    }
+
+    /// [`Store::with_conn`] for a step that counts only once replicated:
+    /// with REDIS_MIN_REPLICAS, `WAIT` follows it on the same connection.
+    fn with_conn_replicated<T>(
+        &mut self,
+        action: impl Fn() -> String,
+        f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        self.with_conn_then(action, f, true)
+    }
+
+    fn with_conn_then<T>(
+        &mut self,
+        action: impl Fn() -> String,
+        f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
+        replicated: bool,
+    ) -> Result<T> {
         // No signal may interrupt the socket I/O (see `signals::Blocked`).
         let _blocked = crate::signals::Blocked::new();
+        if let Node::Sentinel(link) = &mut self.node {
+            match link.gate() {
+                Gate::Open => {}
+                Gate::Held(why) => return Err(Error::Failover(format!("{}: {why}", action()))),
+                Gate::Moved => self.disconnect(),
+            }
+        }
         if self.conn.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(CONNECT_TIMEOUT)
+            let client = match &mut self.node {
+                Node::Direct(client) => Ok((**client).clone()),
+                Node::Sentinel(link) => link.master(),
+            };
+            let conn = client
+                .and_then(|client| client.get_connection_with_timeout(CONNECT_TIMEOUT))
                 .and_then(|c| {
                     c.set_read_timeout(Some(IO_TIMEOUT))?;
                     c.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -204,13 +284,21 @@ impl Store {
                 _ => Ok(()),
             })
             .and_then(|()| f(conn, &self.keys, &self.scripts));
-        result.map_err(|e| {
-            let err = Error::redis(action(), e);
-            if err.is_connection() {
-                self.conn = None;
-            }
-            err
-        })
+        let wanted = if replicated { self.min_replicas } else { 0 };
+        let result = result
+            .map_err(|e| Error::redis(action(), e))
+            .and_then(|value| {
+                if wanted > 0 {
+                    self.traffic.round_trips += 1;
+                    self.traffic.commands += 1;
+                    Store::await_replicas(conn, wanted, &action())?;
+                }
+                Ok(value)
+            });
+        if result.as_ref().is_err_and(Error::is_connection) {
+            self.conn = None;
+        }
+        result
     }
 
     /// Drops the connection; the next command reconnects.
@@ -219,9 +307,44 @@ impl Store {
         self.pending_replies = 0;
     }
 
-    /// Where this store connects.
-    pub fn connection_info(&self) -> &redis::ConnectionInfo {
-        self.client.get_connection_info()
+    /// The node this store talks to, and its generation: a new generation
+    /// means a new master (a failover). `None` before a store behind
+    /// Sentinels first found its master.
+    pub fn node(&self) -> Option<(u64, &redis::ConnectionInfo)> {
+        match &self.node {
+            Node::Direct(client) => Some((0, client.get_connection_info())),
+            Node::Sentinel(link) => link.node(),
+        }
+    }
+
+    /// Sockets that turn readable when the Sentinels announce something: a
+    /// caller waiting out a failover polls them to resume at its end.
+    pub fn failover_fds(&self) -> Vec<BorrowedFd<'_>> {
+        match &self.node {
+            Node::Direct(_) => Vec::new(),
+            Node::Sentinel(link) => link.fds(),
+        }
+    }
+
+    /// Waits until `min_replicas` replicas have every write this connection
+    /// made (`WAIT`); an error names how many had it. Called by the reserve
+    /// and record steps within their own `with_conn`, so that the wait is
+    /// on the connection that wrote.
+    fn await_replicas(c: &mut Connection, wanted: u32, action: &str) -> Result<()> {
+        if wanted == 0 {
+            return Ok(());
+        }
+        let acked: u32 = redis::cmd("WAIT")
+            .arg(wanted)
+            .arg(REPLICA_WAIT_MS)
+            .query(c)
+            .map_err(|e| Error::redis(format!("{action}: waiting for replicas"), e))?;
+        if acked < wanted {
+            return Err(Error::Unreplicated(format!(
+                "{action}: {acked} of the {wanted} replicas REDIS_MIN_REPLICAS asks for acknowledged it within {REPLICA_WAIT_MS} ms"
+            )));
+        }
+        Ok(())
     }
 
     /// What this store has sent so far.

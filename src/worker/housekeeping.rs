@@ -112,7 +112,7 @@ impl Worker<'_> {
                             return;
                         }
                     }
-                    signals::wait_readable(&[self.signals.fd()], retry.delay());
+                    self.back_off(retry.delay());
                 }
             }
         }

@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::handlers::exec::ExecHandler;
 use crate::handlers::Registry;
 use crate::job_clock::{Action, JobClock};
-use crate::keys::Keys;
 use crate::metrics::{FieldCache, JobOutcome};
 use crate::payload::{
     best_effort_status_key, exceptions, failure_record, Failure, Job, MalformedPayload,
@@ -155,12 +154,15 @@ impl<'r> Worker<'r> {
         registry: &'r Registry,
     ) -> Result<Worker<'r>> {
         let me = Identity::of_this_process(&settings.queues.id_part());
-        let store = Store::open(&redis.url, Keys::new(&redis.prefix))?;
+        let store = Store::open_with(redis)?;
         let signals =
             SignalPipe::install(HANDLED).map_err(|e| Error::io("installing signal handlers", e))?;
         let now = Instant::now();
         let doorbells = if settings.blocking {
-            let bells = Doorbells::new(store.connection_info());
+            // The URL's credentials and database; the node is the store's.
+            let info = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str())
+                .map_err(|e| Error::redis("reading REDIS_URL", e))?;
+            let bells = Doorbells::new(&info);
             if bells.is_none() {
                 log::warn!("BLOCKING is not available over TLS: polling every INTERVAL instead");
             }
@@ -260,7 +262,7 @@ impl<'r> Worker<'r> {
                 }
                 Err(e) => {
                     self.outage.failed(&e);
-                    self.idle(retry.delay());
+                    self.back_off(retry.delay());
                 }
             }
         }

@@ -79,7 +79,12 @@ impl Worker<'_> {
             return self.idle(duration);
         }
         let armed = match self.doorbells.as_mut() {
-            Some(bells) => bells.arm(&keys),
+            Some(bells) => {
+                if let Some((generation, node)) = self.store.node() {
+                    bells.follow(generation, node);
+                }
+                bells.arm(&keys)
+            }
             None => return self.idle(duration),
         };
         if let Err(e) = armed {
@@ -87,6 +92,15 @@ impl Worker<'_> {
             return self.idle(duration);
         }
         self.wait(duration, true);
+    }
+
+    /// After a failed Redis step: waits up to `duration`, returning early on
+    /// a signal or on news from the Sentinels (the end of a failover: the
+    /// step is tried again at once, not after the back-off).
+    pub(super) fn back_off(&mut self, duration: Duration) {
+        let mut fds = vec![self.signals.fd()];
+        fds.extend(self.store.failover_fds());
+        signals::wait_readable(&fds, duration);
     }
 
     /// Sleeps up to `duration` serving signals only, returning early on one:
