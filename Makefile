@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build run test tools chaos soak bench
+.PHONY: all build run test tools chaos soak failover bench
 
 all: build
 
@@ -34,6 +34,12 @@ chaos: tools
 ## pools killed at random while an every-1s entry runs. make test runs 20 s.
 soak: tools
 	SOAK_SECONDS=$${SOAK_SECONDS:-300} $(CARGO) test --release --test recurring recurring_soak -- --nocapture
+
+## make failover: the Sentinel failover marathon (SENTINEL_FAILOVERS, default
+## 10): a pool through that many planned failovers, each job run once.
+## make test runs two.
+failover: tools
+	SENTINEL_FAILOVERS=$${SENTINEL_FAILOVERS:-10} $(CARGO) test --release --test sentinel a_pool_works_through -- --nocapture
 
 ## make bench: the benchmark (not a test): one table, and target/bench.json.
 ## BENCH_SCALE=0.1 for a quick rough run.

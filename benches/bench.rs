@@ -46,18 +46,50 @@ struct Redis {
     child: Child,
     _dir: tempfile::TempDir,
     url: String,
+    /// A replica of it, when asked for (stopped with it).
+    replica: Option<Box<Redis>>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_on(0, &[])
+    }
+
+    /// A server that also listens on a TCP port, and a replica of it (on
+    /// its own unix socket), in sync before this returns.
+    fn start_replicated() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut master = Redis::start_on(port, &[]);
+        let replica = Redis::start_on(0, &["--replicaof", "127.0.0.1", &port.to_string()]);
+        for _ in 0..1000 {
+            if replica
+                .info("replication")
+                .get("master_link_status")
+                .map(String::as_str)
+                == Some("up")
+            {
+                master.replica = Some(Box::new(replica));
+                return master;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the replica did not sync");
+    }
+
+    fn start_on(port: u16, extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("temp dir");
         let sock = dir.path().join("redis.sock");
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&sock)
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (make bench installs it)");
@@ -66,6 +98,7 @@ impl Redis {
             child,
             _dir: dir,
             url,
+            replica: None,
         };
         for _ in 0..500 {
             if r.try_conn().is_some() {
@@ -439,7 +472,19 @@ impl Bench {
 
     /// Runs `n` jobs of `class` through a COUNT=`count` pool.
     fn throughput(&self, count: usize, class: &str, n: usize, queues: usize) -> Run {
-        let redis = Redis::start();
+        self.throughput_on(Redis::start(), count, class, n, queues, &[])
+    }
+
+    /// [`Bench::throughput`] on a given server, with settings.
+    fn throughput_on(
+        &self,
+        redis: Redis,
+        count: usize,
+        class: &str,
+        n: usize,
+        queues: usize,
+        extra: &[(&str, &str)],
+    ) -> Run {
         let target = if queues > 1 {
             format!("q{:05}", queues - 1)
         } else {
@@ -455,7 +500,7 @@ impl Bench {
         let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
         let cpu0 = redis.cpu_seconds();
         let t0 = Instant::now();
-        let (mut pool, log) = self.pool(&redis, count, queue, &[]);
+        let (mut pool, log) = self.pool(&redis, count, queue, extra);
         let mut polls = 0u64;
         while redis.processed(&mut c) < n as u64 {
             polls += 1;
@@ -712,6 +757,51 @@ impl Bench {
                 json!([r.jobs_per_s, floor]),
             );
         }
+        // REDIS_MIN_REPLICAS: the same server with a replica, without and
+        // with waiting for it (WAIT after the reserve and record steps).
+        let replicated = |wait: &str| {
+            let mut runs: Vec<Run> = (0..3)
+                .map(|_| {
+                    self.throughput_on(
+                        Redis::start_replicated(),
+                        2,
+                        "Noop",
+                        self.n(20_000),
+                        1,
+                        &[("REDIS_MIN_REPLICAS", wait)],
+                    )
+                })
+                .collect();
+            runs.sort_by(|a, b| a.jobs_per_s.total_cmp(&b.jobs_per_s));
+            runs[1].clone()
+        };
+        let (free, waited) = (replicated("0"), replicated("1"));
+        self.row(
+            "library no-op, COUNT=2, one replica: jobs/s, REDIS_MIN_REPLICAS 0 / 1",
+            format!(
+                "{:.0} / {:.0} ({:.0}%)",
+                free.jobs_per_s,
+                waited.jobs_per_s,
+                100.0 * waited.jobs_per_s / free.jobs_per_s
+            ),
+            json!([free.jobs_per_s, waited.jobs_per_s]),
+        );
+        self.row(
+            "  the same: round trips per job; Redis CPU per job (us), 0 / 1",
+            format!(
+                "{:.2} / {:.2}; {:.1} / {:.1}",
+                free.round_trips_per_job,
+                waited.round_trips_per_job,
+                free.redis_cpu_us_per_job,
+                waited.redis_cpu_us_per_job
+            ),
+            json!([
+                free.round_trips_per_job,
+                waited.round_trips_per_job,
+                free.redis_cpu_us_per_job,
+                waited.redis_cpu_us_per_job
+            ]),
+        );
         let many = self.median_run(2, "Noop", self.n(30_000), 200);
         self.row(
             "QUEUE=* over 200 queues (jobs in the last), COUNT=2: jobs/s",

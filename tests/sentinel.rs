@@ -262,7 +262,7 @@ fn recording_jobs(dir: &Path, log: &Path, pause: &str) -> PathBuf {
 }
 
 /// A COUNT=2 pool through the Sentinels, logging to `log`.
-fn pool(cluster: &Cluster, jobs: &Path, log: &Path) -> Process {
+fn pool(cluster: &Cluster, jobs: &Path, log: &Path, extra: &[(&str, &str)]) -> Process {
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -272,6 +272,7 @@ fn pool(cluster: &Cluster, jobs: &Path, log: &Path) -> Process {
         .env("QUEUE", "q")
         .env("INTERVAL", "0.1")
         .env("JOBS_DIR", jobs)
+        .envs(extra.iter().copied())
         .stdout(Stdio::null());
     log_to(&mut cmd, log);
     Process(cmd.spawn().expect("spawn the pool"))
@@ -279,6 +280,11 @@ fn pool(cluster: &Cluster, jobs: &Path, log: &Path) -> Process {
 
 /// Enqueues `n` jobs through the Sentinels (the producer finds the master).
 fn enqueue_jobs(cluster: &Cluster, n: usize) {
+    enqueue_jobs_from(cluster, 0, n)
+}
+
+/// Enqueues jobs `first` to `first + n - 1`.
+fn enqueue_jobs_from(cluster: &Cluster, first: usize, n: usize) {
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("REDIS_SENTINELS", cluster.sentinels_env())
@@ -291,7 +297,7 @@ fn enqueue_jobs(cluster: &Cluster, n: usize) {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        for i in 0..n {
+        for i in first..first + n {
             writeln!(stdin, "[{i}]").expect("write args");
         }
     }
@@ -309,39 +315,64 @@ fn runs(log: &Path) -> HashMap<usize, usize> {
     counts
 }
 
+/// `make failover` sets SENTINEL_FAILOVERS for a longer run.
+fn failovers() -> usize {
+    std::env::var("SENTINEL_FAILOVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
 #[test]
 fn a_pool_works_through_two_planned_failovers_running_every_job_once() {
     let cluster = Cluster::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let ran = dir.path().join("ran");
+    // Jobs of 40 ms on two workers: at most 50 a second, so that each
+    // failover (and the old master's demotion, about 12 s) finds work left.
+    let rounds = failovers();
+    let total = JOBS.max(800 * rounds);
     let jobs = recording_jobs(dir.path(), &ran, "0.04");
     let log = dir.path().join("pool.log");
-    enqueue_jobs(&cluster, JOBS);
-    let mut pool = pool(&cluster, &jobs, &log);
+    enqueue_jobs(&cluster, total);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // BLOCKING: the doorbells must follow the master; the exporter is one
+    // more process on the Sentinels.
+    let mut pool = pool(
+        &cluster,
+        &jobs,
+        &log,
+        &[
+            ("BLOCKING", "1"),
+            ("INTERVAL", "5"),
+            ("METRICS_LISTEN", &metrics),
+        ],
+    );
 
-    for (round, at) in [(1, 200), (2, 700)] {
+    for round in 1..=rounds {
+        let at = 200 + (round - 1) * 500;
         wait_long("the pool is working", || line_count(&ran) >= at);
         let before = line_count(&ran);
         cluster.failover(|| {
             let after = line_count(&ran);
             assert!(
-                after < JOBS,
+                after < total,
                 "failover {round} came too late: every job had run"
             );
             eprintln!("failover {round}: from {before} to {after} jobs run");
         });
     }
-    wait_long("every job ran", || line_count(&ran) >= JOBS);
+    wait_long("every job ran", || line_count(&ran) >= total);
     let master = cluster.master();
     wait_long("every job is recorded", || {
-        master.int("resque:stat:processed") >= JOBS as i64
+        master.int("resque:stat:processed") >= total as i64
     });
 
     let counts = runs(&ran);
     let twice: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
     assert!(twice.is_empty(), "jobs run more than once: {twice:?}");
-    assert_eq!(counts.len(), JOBS, "every job ran");
-    assert_eq!(master.int("resque:stat:processed"), JOBS as i64);
+    assert_eq!(counts.len(), total, "every job ran");
+    assert_eq!(master.int("resque:stat:processed"), total as i64);
     assert_eq!(master.int("resque:stat:failed"), 0);
     assert_eq!(master.llen("resque:failed"), 0);
     assert_eq!(master.llen("resque:queue:q"), 0);
@@ -349,14 +380,32 @@ fn a_pool_works_through_two_planned_failovers_running_every_job_once() {
         pool.0.try_wait().expect("try_wait").is_none(),
         "the pool exited"
     );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        logged(&log, "(+try-failover): holding writes") >= 2,
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        logged(&log, "(+try-failover): holding writes") >= rounds,
+        "{text}"
     );
-    assert!(logged(&log, "(+switch-master)") >= 2);
-    assert_eq!(logged(&log, "already recorded"), 0);
-    assert_eq!(logged(&log, "resuming a job"), 0);
+    assert!(logged(&log, "(+switch-master)") >= rounds, "{text}");
+    assert_eq!(logged(&log, "already recorded"), 0, "{text}");
+    assert_eq!(logged(&log, "resuming a job"), 0, "{text}");
+
+    // The doorbells moved with the master: an idle pool (INTERVAL 5) picks
+    // up a new job at once.
+    let t0 = Instant::now();
+    enqueue_jobs_from(&cluster, total, 1);
+    wait_until("the new job ran", || line_count(&ran) > total);
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "a doorbell on the new master would have rung: {:?}",
+        t0.elapsed()
+    );
+    // The exporter follows too.
+    wait_until("the exporter reads the new master", || {
+        http_get(&metrics, "/metrics", None).is_some_and(|(_, body)| {
+            body.contains("resque_up 1")
+                && body.contains(&format!("resque_job_executions_total {}", total + 1))
+        })
+    });
 }
 
 #[test]
@@ -367,7 +416,7 @@ fn a_pool_carries_on_after_its_master_is_killed() {
     let jobs = recording_jobs(dir.path(), &ran, "0.005");
     let log = dir.path().join("pool.log");
     enqueue_jobs(&cluster, JOBS);
-    let mut pool = pool(&cluster, &jobs, &log);
+    let mut pool = pool(&cluster, &jobs, &log, &[]);
 
     wait_long("the pool is working", || line_count(&ran) >= 300);
     let old = cluster.master().port;
@@ -414,4 +463,54 @@ fn a_pool_carries_on_after_its_master_is_killed() {
         processed > before as i64,
         "the pool recorded jobs on the new master"
     );
+    // The ops commands find the new master the same way.
+    let mut info = Command::new(bin());
+    info.env_clear()
+        .env("REDIS_SENTINELS", cluster.sentinels_env())
+        .env("REDIS_SENTINEL_MASTER", SERVICE)
+        .args(["info", "--json"]);
+    let out = run(info);
+    assert_ok(&out);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info --json");
+    assert_eq!(info["processed"], processed, "{info}");
+    assert_eq!(info["workers"], 2, "{info}");
+}
+
+#[test]
+fn with_min_replicas_a_job_runs_only_once_a_replica_has_its_reservation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let master = Node::start(dir.path(), "a", None);
+    let ran = dir.path().join("ran");
+    let jobs = recording_jobs(dir.path(), &ran, "0");
+    let log = dir.path().join("worker.log");
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("REDIS_URL", master.url())
+        .env("REDIS_MIN_REPLICAS", "1")
+        .env("QUEUE", "q")
+        .env("INTERVAL", "0.1")
+        .env("JOBS_DIR", &jobs)
+        .stdout(Stdio::null());
+    log_to(&mut cmd, &log);
+    let _worker = Process(cmd.spawn().expect("spawn the worker"));
+    let _: () = redis::cmd("RPUSH")
+        .arg("resque:queue:q")
+        .arg(r#"{"class":"Record","args":[7]}"#)
+        .query(&mut master.conn())
+        .expect("RPUSH");
+
+    // No replica: the reservation is made but never confirmed, so the job
+    // does not start (and stays in worker:ID, not lost).
+    wait_until("the worker says the replica is missing", || {
+        logged(&log, "0 of the 1 replicas REDIS_MIN_REPLICAS asks for") > 0
+    });
+    assert_eq!(line_count(&ran), 0, "the job ran unconfirmed");
+    assert_eq!(master.llen("resque:queue:q"), 0);
+
+    let _replica = Node::start(dir.path(), "b", Some(master.port));
+    wait_until("the job ran once a replica had it", || {
+        master.int("resque:stat:processed") == 1
+    });
+    assert_eq!(runs(&ran).get(&7), Some(&1));
+    assert_eq!(master.int("resque:stat:failed"), 0);
 }

@@ -312,7 +312,7 @@ impl<'r> Worker<'r> {
                         None => (String::new(), in_flight.clone()),
                     };
                     log::warn!(
-                        "resuming a job reserved from {queue} whose reply Redis never delivered"
+                        "resuming a job reserved from {queue} whose reserve step did not finish (its reply was lost, or no replica confirmed it)"
                     );
                     self.process(&queue, payload, &in_flight);
                     return Ok(Turn::Worked);
