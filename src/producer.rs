@@ -354,7 +354,10 @@ impl Producer {
     }
 
     /// Connects as `settings` say: a master found through Sentinels
-    /// (followed through failovers), replicas to wait for.
+    /// (followed through failovers), replicas to wait for. While the
+    /// Sentinels announce a failover, calls fail with an error for which
+    /// [`Error::is_connection`](crate::Error::is_connection) is true: try
+    /// again, as after any lost connection.
     ///
     /// ```no_run
     /// use resque_fork::config::{sentinel_settings, RedisSettings};

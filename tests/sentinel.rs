@@ -344,7 +344,7 @@ fn a_pool_works_through_two_planned_failovers_running_every_job_once() {
         &log,
         &[
             ("BLOCKING", "1"),
-            ("INTERVAL", "5"),
+            ("INTERVAL", "60"),
             ("METRICS_LISTEN", &metrics),
         ],
     );
@@ -389,13 +389,20 @@ fn a_pool_works_through_two_planned_failovers_running_every_job_once() {
     assert_eq!(logged(&log, "already recorded"), 0, "{text}");
     assert_eq!(logged(&log, "resuming a job"), 0, "{text}");
 
-    // The doorbells moved with the master: an idle pool (INTERVAL 5) picks
-    // up a new job at once.
+    // The doorbells moved with the master: each idle worker has one blocked
+    // there, and a new job is picked up at once, not at the next INTERVAL.
+    wait_until("both doorbells wait on the new master", || {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut master.conn())
+            .unwrap_or_default();
+        clients.matches("cmd=blmove").count() == 2
+    });
     let t0 = Instant::now();
     enqueue_jobs_from(&cluster, total, 1);
     wait_until("the new job ran", || line_count(&ran) > total);
     assert!(
-        t0.elapsed() < Duration::from_secs(4),
+        t0.elapsed() < Duration::from_secs(10),
         "a doorbell on the new master would have rung: {:?}",
         t0.elapsed()
     );

@@ -177,22 +177,7 @@ impl Store {
         }
         let reply: redis::Value = self.with_conn_replicated(
             || format!("reserving a job for {}", me.id),
-            |c, _, s| {
-                c.send_packed_command(&cmd)?;
-                // An error reply arrives as a value; make it an error.
-                match c.recv_response().and_then(redis::Value::extract_error) {
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        // A restarted or flushed Redis: load the script, then retry.
-                        s.reserve.load(c)?;
-                        c.send_packed_command(&cmd)?;
-                        c.recv_response().and_then(redis::Value::extract_error)
-                    }
-                    other => other,
-                }
-            },
+            |c, _, s, wanted| super::call_replicated(c, &s.reserve, &cmd, wanted),
         )?;
         parse_reserve_reply(reply)
     }
@@ -232,6 +217,11 @@ impl Store {
         pid: i32,
     ) -> Result<()> {
         let _blocked = crate::signals::Blocked::new();
+        if !self.may_write_now() {
+            // A failover is under way: both writes are informational, so
+            // they are simply not made (the hold admits no write at all).
+            return Ok(());
+        }
         let Some(conn) = self.conn.as_mut() else {
             // No connection: the record step will reconnect; both writes are
             // informational, so they are simply not made.
@@ -274,14 +264,18 @@ impl Store {
         let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
         let reply: Vec<redis::Value> = self.with_conn_replicated(
             || format!("recording the outcome of the job of {id}"),
-            |c, k, s| {
-                let mut call = s.record.prepare_invoke();
-                call.key(k.worker(id))
-                    .key(k.stat("processed"))
-                    .key(k.worker_stat("processed", id))
-                    .key(k.stat("failed"))
-                    .key(k.worker_stat("failed", id))
-                    .key(k.failed())
+            |c, k, s, wanted| {
+                // EVALSHA built here, not through `Script::invoke`, so that
+                // WAIT can travel in the same write (`call_replicated`).
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(s.record.get_hash())
+                    .arg(6)
+                    .arg(k.worker(id))
+                    .arg(k.stat("processed"))
+                    .arg(k.worker_stat("processed", id))
+                    .arg(k.stat("failed"))
+                    .arg(k.worker_stat("failed", id))
+                    .arg(k.failed())
                     .arg(outcome.in_flight)
                     .arg(state as i64)
                     .arg(outcome.failure_record.unwrap_or(""))
@@ -322,7 +316,9 @@ impl Store {
                         .arg(r.ttl.max(1))
                         .arg(k.prefix());
                 }
-                call.invoke(c)
+                let (reply, acked) =
+                    super::call_replicated(c, &s.record, &call.get_packed_command(), wanted)?;
+                Ok((redis::FromRedisValue::from_redis_value(reply)?, acked))
             },
         )?;
         Ok(done_and_skipped(&reply, "recording a job") == 1)

@@ -77,6 +77,52 @@ struct Scripts {
     started: String,
 }
 
+/// Sends a script call (`packed`: its EVALSHA) and, with `wanted` above 0,
+/// `WAIT wanted` in the same write, so that waiting for replicas costs no
+/// round trip of its own. Returns the script's reply and how many replicas
+/// acknowledged (`wanted` when none were asked for). A NOSCRIPT reply (a
+/// restarted or flushed Redis) loads the script and sends both again.
+fn call_replicated(
+    c: &mut Connection,
+    script: &Script,
+    packed: &[u8],
+    wanted: u32,
+) -> redis::RedisResult<(redis::Value, u32)> {
+    let wait = (wanted > 0).then(|| {
+        redis::cmd("WAIT")
+            .arg(wanted)
+            .arg(REPLICA_WAIT_MS)
+            .get_packed_command()
+    });
+    let mut loaded = false;
+    loop {
+        match &wait {
+            Some(w) => c.send_packed_command(&[packed, w.as_slice()].concat())?,
+            None => c.send_packed_command(packed)?,
+        }
+        // An error reply arrives as a value; make it an error.
+        let reply = c.recv_response().and_then(redis::Value::extract_error);
+        // WAIT's reply is read whatever the script's was.
+        let acked = match &wait {
+            Some(_) => match c.recv_response()? {
+                redis::Value::Int(n) => u32::try_from(n).unwrap_or(0),
+                _ => 0,
+            },
+            None => wanted,
+        };
+        match reply {
+            Err(e)
+                if !loaded
+                    && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                script.load(c)?;
+                loaded = true;
+            }
+            other => return other.map(|v| (v, acked)),
+        }
+    }
+}
+
 /// A client for one Redis address.
 fn client(url: &str) -> Result<Client> {
     Client::open(url).map_err(|e| {
@@ -226,24 +272,28 @@ impl Store {
         action: impl Fn() -> String,
         f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        self.with_conn_then(action, f, false)
+        self.with_conn_then(action, |c, k, s, _| f(c, k, s).map(|v| (v, 0)), 0)
     }
 
     /// [`Store::with_conn`] for a step that counts only once replicated:
-    /// with REDIS_MIN_REPLICAS, `WAIT` follows it on the same connection.
+    /// `f` gets REDIS_MIN_REPLICAS and returns, with its value, how many
+    /// replicas acknowledged it (see [`call_replicated`]); too few is
+    /// [`Error::Unreplicated`], on a connection that is kept, so that the
+    /// repeated step's `WAIT` covers the first one's writes.
     fn with_conn_replicated<T>(
         &mut self,
         action: impl Fn() -> String,
-        f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut Connection, &Keys, &Scripts, u32) -> redis::RedisResult<(T, u32)>,
     ) -> Result<T> {
-        self.with_conn_then(action, f, true)
+        let wanted = self.min_replicas;
+        self.with_conn_then(action, f, wanted)
     }
 
     fn with_conn_then<T>(
         &mut self,
         action: impl Fn() -> String,
-        f: impl FnOnce(&mut Connection, &Keys, &Scripts) -> redis::RedisResult<T>,
-        replicated: bool,
+        f: impl FnOnce(&mut Connection, &Keys, &Scripts, u32) -> redis::RedisResult<(T, u32)>,
+        wanted: u32,
     ) -> Result<T> {
         // No signal may interrupt the socket I/O (see `signals::Blocked`).
         let _blocked = crate::signals::Blocked::new();
@@ -283,15 +333,18 @@ impl Store {
                 Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => Err(e),
                 _ => Ok(()),
             })
-            .and_then(|()| f(conn, &self.keys, &self.scripts));
-        let wanted = if replicated { self.min_replicas } else { 0 };
+            .and_then(|()| f(conn, &self.keys, &self.scripts, wanted));
+        if wanted > 0 {
+            self.traffic.commands += 1;
+        }
         let result = result
             .map_err(|e| Error::redis(action(), e))
-            .and_then(|value| {
-                if wanted > 0 {
-                    self.traffic.round_trips += 1;
-                    self.traffic.commands += 1;
-                    Store::await_replicas(conn, wanted, &action())?;
+            .and_then(|(value, acked)| {
+                if acked < wanted {
+                    return Err(Error::Unreplicated(format!(
+                        "{}: {acked} of the {wanted} replicas REDIS_MIN_REPLICAS asks for acknowledged it within {REPLICA_WAIT_MS} ms",
+                        action()
+                    )));
                 }
                 Ok(value)
             });
@@ -299,6 +352,15 @@ impl Store {
             self.conn = None;
         }
         result
+    }
+
+    /// False while the Sentinels announce a failover (or the master just
+    /// changed): for a write sent without [`Store::with_conn`]'s checks.
+    fn may_write_now(&mut self) -> bool {
+        match &mut self.node {
+            Node::Direct(_) => true,
+            Node::Sentinel(link) => link.gate() == Gate::Open,
+        }
     }
 
     /// Drops the connection; the next command reconnects.
@@ -324,27 +386,6 @@ impl Store {
             Node::Direct(_) => Vec::new(),
             Node::Sentinel(link) => link.fds(),
         }
-    }
-
-    /// Waits until `min_replicas` replicas have every write this connection
-    /// made (`WAIT`); an error names how many had it. Called by the reserve
-    /// and record steps within their own `with_conn`, so that the wait is
-    /// on the connection that wrote.
-    fn await_replicas(c: &mut Connection, wanted: u32, action: &str) -> Result<()> {
-        if wanted == 0 {
-            return Ok(());
-        }
-        let acked: u32 = redis::cmd("WAIT")
-            .arg(wanted)
-            .arg(REPLICA_WAIT_MS)
-            .query(c)
-            .map_err(|e| Error::redis(format!("{action}: waiting for replicas"), e))?;
-        if acked < wanted {
-            return Err(Error::Unreplicated(format!(
-                "{action}: {acked} of the {wanted} replicas REDIS_MIN_REPLICAS asks for acknowledged it within {REPLICA_WAIT_MS} ms"
-            )));
-        }
-        Ok(())
     }
 
     /// What this store has sent so far.
