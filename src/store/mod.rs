@@ -306,11 +306,20 @@ impl Store {
         }
         if self.conn.is_none() {
             let client = match &mut self.node {
-                Node::Direct(client) => Ok((**client).clone()),
-                Node::Sentinel(link) => link.master(),
+                Node::Direct(client) => (**client).clone(),
+                Node::Sentinel(link) => link.master().map_err(|e| {
+                    Error::redis(
+                        format!(
+                            "asking the Sentinels for Redis master {} ({})",
+                            link.service(),
+                            action()
+                        ),
+                        e,
+                    )
+                })?,
             };
             let conn = client
-                .and_then(|client| client.get_connection_with_timeout(CONNECT_TIMEOUT))
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
                 .and_then(|c| {
                     c.set_read_timeout(Some(IO_TIMEOUT))?;
                     c.set_write_timeout(Some(IO_TIMEOUT))?;

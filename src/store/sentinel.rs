@@ -204,6 +204,11 @@ impl SentinelLink {
         Ok(client)
     }
 
+    /// The name the Sentinels know the master by.
+    pub(super) fn service(&self) -> &str {
+        &self.service
+    }
+
     /// The master last found and its generation.
     pub(super) fn node(&self) -> Option<(u64, &ConnectionInfo)> {
         self.master_info.as_ref().map(|i| (self.generation, i))
@@ -211,7 +216,12 @@ impl SentinelLink {
 
     /// Reads what the Sentinels announced and says whether a command may go.
     pub(super) fn gate(&mut self) -> Gate {
-        self.tend();
+        // Watching starts once a master was found: before that there is
+        // nothing to hold, and a Sentinel that cannot be reached is already
+        // in discovery's error.
+        if self.master.is_some() {
+            self.tend();
+        }
         if self.readable() {
             self.read_announcements();
         }
@@ -474,5 +484,107 @@ fn address(addr: &ConnectionAddr) -> String {
             format!("{host}:{port}")
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> SentinelLink {
+        let settings = crate::config::sentinel_settings(
+            Some("127.0.0.1:1,127.0.0.1:2"),
+            Some("mymaster"),
+            None,
+            Some("pw"),
+        )
+        .expect("valid")
+        .expect("some");
+        SentinelLink::new(&settings, "redis://:data@ignored/2").expect("a link")
+    }
+
+    fn message(channel: &str, payload: &str) -> Reply {
+        let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+        Reply::Array(Some(vec![
+            bulk("pmessage"),
+            bulk(channel),
+            bulk(channel),
+            bulk(payload),
+        ]))
+    }
+
+    #[test]
+    fn a_failover_of_our_master_holds_until_the_switch_then_asks_again() {
+        let mut link = link();
+        link.master = Some("10.0.0.5:6379".into());
+        link.on_reply(1, message("+try-failover", "master other 10.0.0.9 6379"));
+        assert_eq!(link.gate(), Gate::Open, "another master's failover");
+        link.on_reply(1, message("+try-failover", "master mymaster 10.0.0.5 6379"));
+        assert!(matches!(link.gate(), Gate::Held(_)));
+        link.on_reply(
+            0,
+            message("+switch-master", "mymaster 10.0.0.5 6379 10.0.0.6 6379"),
+        );
+        assert_eq!(link.gate(), Gate::Moved);
+        assert_eq!(
+            link.expected.as_ref().map(|(a, _)| a.as_str()),
+            Some("10.0.0.6:6379")
+        );
+    }
+
+    #[test]
+    fn an_abandoned_failover_ends_the_hold_once_every_starter_gave_up() {
+        let mut link = link();
+        link.master = Some("10.0.0.5:6379".into());
+        link.on_reply(0, message("+try-failover", "master mymaster 10.0.0.5 6379"));
+        link.on_reply(1, message("+try-failover", "master mymaster 10.0.0.5 6379"));
+        link.on_reply(
+            0,
+            message(
+                "-failover-abort-not-elected",
+                "master mymaster 10.0.0.5 6379",
+            ),
+        );
+        assert!(matches!(link.gate(), Gate::Held(_)), "one Sentinel goes on");
+        link.on_reply(
+            1,
+            message(
+                "-failover-abort-no-good-slave",
+                "master mymaster 10.0.0.5 6379",
+            ),
+        );
+        assert_eq!(link.gate(), Gate::Moved);
+        assert!(link.expected.is_none());
+    }
+
+    #[test]
+    fn a_reconnected_watch_catches_a_failover_or_a_switch_it_missed() {
+        let mut link = link();
+        link.master = Some("10.0.0.5:6379".into());
+        let state = |flags: &str, ip: &str| {
+            let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+            Reply::Array(Some(
+                ["name", "mymaster", "ip", ip, "port", "6379", "flags", flags]
+                    .iter()
+                    .map(|s| bulk(s))
+                    .collect(),
+            ))
+        };
+        link.watches[0].expecting_state = true;
+        link.on_reply(0, state("master,failover_in_progress", "10.0.0.5"));
+        assert!(matches!(link.gate(), Gate::Held(_)));
+        link.release(false);
+        link.watches[1].expecting_state = true;
+        link.on_reply(1, state("master", "10.0.0.6"));
+        assert_eq!(link.gate(), Gate::Moved);
+    }
+
+    #[test]
+    fn a_lost_watch_that_started_the_hold_ends_it() {
+        let mut link = link();
+        link.master = Some("10.0.0.5:6379".into());
+        link.on_reply(0, message("+try-failover", "master mymaster 10.0.0.5 6379"));
+        link.on_reply(0, Reply::Error(b"closed the connection".to_vec()));
+        assert_eq!(link.gate(), Gate::Moved);
     }
 }
