@@ -12,8 +12,8 @@
 //! guarantee stay with the script; a killed worker leaves every queue intact.
 //!
 //! The cost is one idle connection per queue per worker, and one extra write
-//! per ring. Doorbells speak RESP themselves over TCP or a unix socket; over
-//! TLS the worker polls instead.
+//! per ring. Doorbells speak RESP themselves ([`crate::resp`]), over TCP, a
+//! unix socket or TLS.
 //!
 //! A doorbell that answers with an error (an ACL user without `@blocking`, a
 //! Redis without BLMOVE, `maxclients` reached), closes, or cannot connect is
@@ -24,7 +24,7 @@
 
 use crate::backoff::Backoff;
 use crate::resp::{self, Reply, Stream, Target};
-use redis::{ConnectionAddr, ConnectionInfo};
+use redis::ConnectionInfo;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -67,8 +67,9 @@ struct Rest {
 }
 
 impl Doorbells {
-    /// Doorbells with the credentials and database of `info`; `None` over
-    /// TLS. They ring only once [`Doorbells::follow`] named the node.
+    /// Doorbells with the credentials and database of `info`; `None` for a
+    /// TLS address with certificates of its own. They ring only once
+    /// [`Doorbells::follow`] named the node.
     pub fn new(info: &ConnectionInfo) -> Option<Doorbells> {
         let target = target_of(info)?;
         let settings = info.redis_settings();
@@ -126,6 +127,11 @@ impl Doorbells {
             setup.push(resp::command(&[b"SELECT", self.db.to_string().as_bytes()]));
         }
         Stream::connect(&self.target, Duration::from_secs(5), &setup)
+    }
+
+    /// The generation of the node the doorbells ring on, once known.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
     }
 
     /// Points the doorbells at the node the store talks to: on a new
@@ -232,11 +238,7 @@ impl Doorbells {
     }
 }
 
-/// Where the doorbells of the node of `info` connect; `None` over TLS.
+/// Where the doorbells of the node of `info` connect.
 fn target_of(info: &ConnectionInfo) -> Option<Target> {
-    match info.addr() {
-        ConnectionAddr::Tcp(host, port) => Some(Target::Tcp(host.clone(), *port)),
-        ConnectionAddr::Unix(path) => Some(Target::Unix(path.clone())),
-        _ => None,
-    }
+    Target::of(info.addr())
 }

@@ -2,14 +2,15 @@
 //! inside its own `poll(2)`: the BLOCKING doorbells and the Sentinel
 //! failover watch. The `redis` crate's sync connection hides its socket, so
 //! these speak the protocol themselves: a command encoder, a reply parser,
-//! a connect with a timeout, keepalive, and the AUTH/SELECT handshake.
-//! Plain TCP and unix sockets only (over TLS, callers do without).
+//! a connect with a timeout, keepalive, and the AUTH/SELECT handshake,
+//! over TCP, unix sockets or TLS (rustls, as the `redis` crate uses it).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// TCP keepalive: these connections sit idle for as long as nothing
@@ -26,12 +27,44 @@ pub enum Target {
     Tcp(String, u16),
     /// A unix socket.
     Unix(PathBuf),
+    /// Host and port over TLS; `insecure` skips the certificate check
+    /// (`rediss://…/#insecure`).
+    Tls {
+        /// The host, also the name the certificate must carry.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Accept any certificate.
+        insecure: bool,
+    },
+}
+
+impl Target {
+    /// Where the `redis` crate's `addr` points.
+    pub fn of(addr: &redis::ConnectionAddr) -> Option<Target> {
+        match addr {
+            redis::ConnectionAddr::Tcp(host, port) => Some(Target::Tcp(host.clone(), *port)),
+            redis::ConnectionAddr::Unix(path) => Some(Target::Unix(path.clone())),
+            redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                tls_params: None,
+            } => Some(Target::Tls {
+                host: host.clone(),
+                port: *port,
+                insecure: *insecure,
+            }),
+            // Client certificates or a custom CA: not supported here.
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Tcp(host, port) => write!(f, "{host}:{port}"),
+            Target::Tcp(host, port) | Target::Tls { host, port, .. } => write!(f, "{host}:{port}"),
             Target::Unix(path) => write!(f, "{}", path.display()),
         }
     }
@@ -43,6 +76,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Over a unix socket.
     Unix(UnixStream),
+    /// Over TLS on TCP.
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 /// One RESP2 reply.
@@ -131,6 +166,28 @@ impl Stream {
                 keepalive(&s)?;
                 Stream::Tcp(s)
             }
+            Target::Tls {
+                host,
+                port,
+                insecure,
+            } => {
+                let s = connect_tcp(host, *port, timeout)?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
+                keepalive(&s)?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| io::Error::other(format!("TLS server name {host:?}: {e}")))?;
+                let conn = rustls::ClientConnection::new(tls_config(*insecure)?, name)
+                    .map_err(io::Error::other)?;
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                // The handshake now, while the socket blocks: a first write
+                // on the non-blocking socket would find it unfinished.
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock)?;
+                }
+                Stream::Tls(Box::new(tls))
+            }
             Target::Unix(path) => {
                 let s = UnixStream::connect(path)?;
                 s.set_read_timeout(Some(timeout))?;
@@ -166,14 +223,18 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Tls(s) => s.as_mut(),
         }
     }
 
-    /// The socket, to poll.
+    /// The socket, to poll. Over TLS a readable socket may carry no whole
+    /// record yet; [`Stream::read_available`] then reads nothing, which
+    /// callers take as "nothing yet".
     pub fn fd(&self) -> BorrowedFd<'_> {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Tls(s) => s.sock.as_fd(),
         }
     }
 
@@ -181,6 +242,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_nonblocking(on),
             Stream::Unix(s) => s.set_nonblocking(on),
+            Stream::Tls(s) => s.sock.set_nonblocking(on),
         }
     }
 
@@ -211,6 +273,87 @@ pub fn auth(username: Option<&str>, password: Option<&str>) -> Option<Vec<u8>> {
         Some(user) => command(&[b"AUTH", user.as_bytes(), pw.as_bytes()]),
         None => command(&[b"AUTH", pw.as_bytes()]),
     })
+}
+
+/// rustls' client settings: the system's CA store (as the `redis` crate's
+/// `rediss://`), or no check at all for `#insecure`. Built once per process.
+fn tls_config(insecure: bool) -> io::Result<Arc<rustls::ClientConfig>> {
+    use std::sync::OnceLock;
+    static SECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    static INSECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let cell = if insecure { &INSECURE } else { &SECURE };
+    if let Some(config) = cell.get() {
+        return Ok(config.clone());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?;
+    let config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            // A certificate the store cannot use is skipped, as the
+            // `redis` crate does.
+            let _ = roots.add(cert);
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(cell.get_or_init(|| Arc::new(config)).clone())
+}
+
+/// `#insecure`: any certificate is accepted (signatures are still checked,
+/// so the session is encrypted, just not authenticated).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Connects to the first address of `host` that answers within `timeout`.

@@ -11,6 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SERVICE: &str = "mymaster";
+/// The data nodes' password (in REDIS_URL) and the Sentinels' own
+/// (REDIS_SENTINEL_PASSWORD): different, as in production.
+const DATA_PASSWORD: &str = "data-secret";
+const SENTINEL_PASSWORD: &str = "sentinel-secret";
 const JOBS: usize = 2000;
 
 /// A process the test started, killed when dropped (also on a panic).
@@ -27,16 +31,79 @@ impl Drop for Process {
 struct Node {
     port: u16,
     process: Option<Process>,
+    tls: bool,
+}
+
+/// Settings that make a server or Sentinel speak TLS only, with the test
+/// certificate in `dir` (made by [`make_certificate`]), to clients and to
+/// the nodes it replicates from or watches.
+fn tls_settings(dir: &Path) -> Vec<String> {
+    let file = |name: &str| dir.join(name).display().to_string();
+    vec![
+        "tls-cert-file".into(),
+        file("cert.pem"),
+        "tls-key-file".into(),
+        file("key.pem"),
+        "tls-ca-cert-file".into(),
+        file("cert.pem"),
+        "tls-auth-clients".into(),
+        "no".into(),
+        "tls-replication".into(),
+        "yes".into(),
+    ]
+}
+
+/// A self-signed certificate in `dir`.
+fn make_certificate(dir: &Path) {
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl must be installed to make a test certificate");
+    assert!(status.success());
 }
 
 impl Node {
     fn start(dir: &Path, name: &str, replica_of: Option<u16>) -> Node {
+        Node::start_with(dir, name, replica_of, false)
+    }
+
+    fn start_with(dir: &Path, name: &str, replica_of: Option<u16>, tls: bool) -> Node {
         let port = free_port();
         let data = dir.join(name);
         std::fs::create_dir_all(&data).expect("data dir");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+        if tls {
+            cmd.args(["--bind", "127.0.0.1", "--port", "0"])
+                .args(["--tls-port", &port.to_string()])
+                .args(tls_settings(dir).iter().enumerate().map(|(i, a)| {
+                    if i % 2 == 0 {
+                        format!("--{a}")
+                    } else {
+                        a.clone()
+                    }
+                }));
+        } else {
+            cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+        }
+        cmd.args(["--save", "", "--appendonly", "no"])
+            .args([
+                "--requirepass",
+                DATA_PASSWORD,
+                "--masterauth",
+                DATA_PASSWORD,
+            ])
             .arg("--dir")
             .arg(&data)
             .stdout(Stdio::null());
@@ -46,13 +113,21 @@ impl Node {
         let node = Node {
             port,
             process: Some(Process(cmd.spawn().expect("redis-server"))),
+            tls,
         };
         wait_until("redis-server answers", || node.try_conn().is_some());
         node
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!(
+                "rediss://:{DATA_PASSWORD}@127.0.0.1:{}/#insecure",
+                self.port
+            )
+        } else {
+            format!("redis://:{DATA_PASSWORD}@127.0.0.1:{}", self.port)
+        }
     }
 
     fn try_conn(&self) -> Option<redis::Connection> {
@@ -107,21 +182,44 @@ struct Cluster {
     _dir: tempfile::TempDir,
     nodes: Vec<Node>,
     sentinels: Vec<(u16, Process)>,
+    tls: bool,
 }
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// Everything over TLS: clients, replication, the Sentinels.
+    fn start_tls() -> Cluster {
+        Cluster::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let master = Node::start(dir.path(), "a", None);
-        let replica = Node::start(dir.path(), "b", Some(master.port));
+        if tls {
+            make_certificate(dir.path());
+        }
+        let master = Node::start_with(dir.path(), "a", None, tls);
+        let replica = Node::start_with(dir.path(), "b", Some(master.port), tls);
         let mut sentinels = Vec::new();
         for i in 0..3 {
             let port = free_port();
             let conf = dir.path().join(format!("sentinel{i}.conf"));
+            let listen = if tls {
+                let settings = tls_settings(dir.path());
+                let lines: Vec<String> = settings
+                    .chunks(2)
+                    .map(|kv| format!("{} {}", kv[0], kv[1]))
+                    .collect();
+                format!("port 0\ntls-port {port}\n{}\n", lines.join("\n"))
+            } else {
+                format!("port {port}\n")
+            };
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SERVICE} 127.0.0.1 {} 2\nsentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 10000\n",
+                    "{listen}bind 127.0.0.1\ndir {}\nrequirepass {SENTINEL_PASSWORD}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\nsentinel monitor {SERVICE} 127.0.0.1 {} 2\nsentinel auth-pass {SERVICE} {DATA_PASSWORD}\nsentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 10000\n",
                     dir.path().display(),
                     master.port
                 ),
@@ -138,6 +236,7 @@ impl Cluster {
             _dir: dir,
             nodes: vec![master, replica],
             sentinels,
+            tls,
         };
         wait_until("the replica is in sync", || {
             cluster.nodes[1].role().is_some_and(|(_, linked)| linked)
@@ -146,7 +245,7 @@ impl Cluster {
         // failover needs them (and an election, the others).
         for (port, _) in &cluster.sentinels {
             wait_until("the Sentinels know each other and the replica", || {
-                let state = sentinel_master(*port);
+                let state = cluster.sentinel_master(*port);
                 state.get("num-slaves").map(String::as_str) == Some("1")
                     && state.get("num-other-sentinels").map(String::as_str) == Some("2")
             });
@@ -157,14 +256,45 @@ impl Cluster {
     fn sentinels_env(&self) -> String {
         self.sentinels
             .iter()
-            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .map(|(p, _)| match self.tls {
+                true => format!("rediss://127.0.0.1:{p}/#insecure"),
+                false => format!("127.0.0.1:{p}"),
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
 
+    /// REDIS_URL: the data nodes' password, and TLS when they speak it.
+    fn data_url(&self) -> String {
+        match self.tls {
+            true => format!("rediss://:{DATA_PASSWORD}@ignored/#insecure"),
+            false => format!("redis://:{DATA_PASSWORD}@ignored"),
+        }
+    }
+
+    /// `SENTINEL MASTER`, as a map.
+    fn sentinel_master(&self, port: u16) -> HashMap<String, String> {
+        redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg(SERVICE)
+            .query(&mut self.sentinel_conn(port))
+            .unwrap_or_default()
+    }
+
+    fn sentinel_conn(&self, port: u16) -> redis::Connection {
+        let url = match self.tls {
+            true => format!("rediss://:{SENTINEL_PASSWORD}@127.0.0.1:{port}/#insecure"),
+            false => format!("redis://:{SENTINEL_PASSWORD}@127.0.0.1:{port}"),
+        };
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("connect to a Sentinel")
+    }
+
     /// The node the Sentinels name as master now.
     fn master(&self) -> &Node {
-        let port: u16 = sentinel_master(self.sentinels[0].0)
+        let port: u16 = self
+            .sentinel_master(self.sentinels[0].0)
             .get("port")
             .and_then(|p| p.parse().ok())
             .expect("a master port");
@@ -185,7 +315,7 @@ impl Cluster {
         let reply: String = redis::cmd("SENTINEL")
             .arg("FAILOVER")
             .arg(SERVICE)
-            .query(&mut sentinel_conn(*port))
+            .query(&mut self.sentinel_conn(*port))
             .expect("SENTINEL FAILOVER");
         assert_eq!(reply, "OK");
         self.await_new_master(before);
@@ -196,7 +326,7 @@ impl Cluster {
     fn await_new_master(&self, before: u16) {
         for (port, _) in &self.sentinels {
             wait_long("every Sentinel names the new master", || {
-                sentinel_master(*port).get("port").map(String::as_str)
+                self.sentinel_master(*port).get("port").map(String::as_str)
                     != Some(before.to_string().as_str())
             });
         }
@@ -213,21 +343,6 @@ impl Cluster {
             });
         }
     }
-}
-
-/// `SENTINEL MASTER`, as a map.
-fn sentinel_master(port: u16) -> HashMap<String, String> {
-    redis::cmd("SENTINEL")
-        .arg("MASTER")
-        .arg(SERVICE)
-        .query(&mut sentinel_conn(port))
-        .unwrap_or_default()
-}
-
-fn sentinel_conn(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-        .expect("connect to a Sentinel")
 }
 
 /// [`wait_until`] with room for a demotion (Sentinel reconfigures an old
@@ -268,6 +383,8 @@ fn pool(cluster: &Cluster, jobs: &Path, log: &Path, extra: &[(&str, &str)]) -> P
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("REDIS_SENTINELS", cluster.sentinels_env())
         .env("REDIS_SENTINEL_MASTER", SERVICE)
+        .env("REDIS_SENTINEL_PASSWORD", SENTINEL_PASSWORD)
+        .env("REDIS_URL", cluster.data_url())
         .env("COUNT", "2")
         .env("QUEUE", "q")
         .env("INTERVAL", "0.1")
@@ -289,6 +406,8 @@ fn enqueue_jobs_from(cluster: &Cluster, first: usize, n: usize) {
     cmd.env_clear()
         .env("REDIS_SENTINELS", cluster.sentinels_env())
         .env("REDIS_SENTINEL_MASTER", SERVICE)
+        .env("REDIS_SENTINEL_PASSWORD", SENTINEL_PASSWORD)
+        .env("REDIS_URL", cluster.data_url())
         .args(["enqueue", "--stdin", "q", "Record"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -475,6 +594,8 @@ fn a_pool_carries_on_after_its_master_is_killed() {
     info.env_clear()
         .env("REDIS_SENTINELS", cluster.sentinels_env())
         .env("REDIS_SENTINEL_MASTER", SERVICE)
+        .env("REDIS_SENTINEL_PASSWORD", SENTINEL_PASSWORD)
+        .env("REDIS_URL", cluster.data_url())
         .args(["info", "--json"]);
     let out = run(info);
     assert_ok(&out);
@@ -520,4 +641,52 @@ fn with_min_replicas_a_job_runs_only_once_a_replica_has_its_reservation() {
     });
     assert_eq!(runs(&ran).get(&7), Some(&1));
     assert_eq!(master.int("resque:stat:failed"), 0);
+}
+
+#[test]
+fn over_tls_the_watch_and_the_doorbells_follow_a_failover() {
+    let cluster = Cluster::start_tls();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ran = dir.path().join("ran");
+    let jobs = recording_jobs(dir.path(), &ran, "0");
+    let log = dir.path().join("pool.log");
+    enqueue_jobs(&cluster, 20);
+    // INTERVAL 60: a job is picked up at once only by a doorbell.
+    let _pool = pool(
+        &cluster,
+        &jobs,
+        &log,
+        &[("BLOCKING", "1"), ("INTERVAL", "60")],
+    );
+    wait_until("the first jobs ran", || line_count(&ran) >= 20);
+
+    let before = cluster.master().port;
+    let reply: String = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(SERVICE)
+        .query(&mut cluster.sentinel_conn(cluster.sentinels[0].0))
+        .expect("SENTINEL FAILOVER");
+    assert_eq!(reply, "OK");
+    cluster.await_new_master(before);
+    let master = cluster.master();
+    wait_until("both doorbells wait on the new master", || {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut master.conn())
+            .unwrap_or_default();
+        clients.matches("cmd=blmove").count() == 2
+    });
+    let t0 = Instant::now();
+    enqueue_jobs_from(&cluster, 20, 1);
+    wait_until("the new job ran", || line_count(&ran) > 20);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "picked up by a doorbell, not the next INTERVAL: {:?}",
+        t0.elapsed()
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    // Each process logs it: the supervisor and both workers.
+    assert_eq!(logged(&log, "(+try-failover): holding writes"), 3, "{text}");
+    assert!(logged(&log, "(+switch-master)") >= 2, "{text}");
+    assert_eq!(master.int("resque:stat:processed"), 21);
 }

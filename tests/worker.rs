@@ -501,6 +501,29 @@ fn rediss_urls_work_for_enqueue_and_workers() {
     assert_ok(&result);
     assert!(out.exists());
     assert_eq!(redis.int("resque:stat:processed"), 1);
+
+    // BLOCKING's doorbells speak TLS too: with INTERVAL 60, only a doorbell
+    // picks a new job up within seconds.
+    let mut cmd = worker(&redis, &jobs, "q", "60");
+    cmd.env("REDIS_URL", redis.tls_url()).env("BLOCKING", "1");
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the doorbell waits", || {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut redis.conn())
+            .unwrap_or_default();
+        clients.contains("cmd=blmove")
+    });
+    let t0 = std::time::Instant::now();
+    let mut enqueue = command(&redis);
+    enqueue
+        .env("REDIS_URL", redis.tls_url())
+        .args(["enqueue", "q", "Touch"]);
+    assert!(run(enqueue).status.success());
+    wait_until("the job ran", || redis.int("resque:stat:processed") == 2);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    signal(child.id(), libc::SIGTERM);
+    wait_exit(&mut child);
 }
 
 #[test]

@@ -217,7 +217,7 @@ impl Store {
         pid: i32,
     ) -> Result<()> {
         let _blocked = crate::signals::Blocked::new();
-        if !self.may_write_now() {
+        if self.master_changing() {
             // A failover is under way: both writes are informational, so
             // they are simply not made (the hold admits no write at all).
             return Ok(());

@@ -363,12 +363,13 @@ impl Store {
         result
     }
 
-    /// False while the Sentinels announce a failover (or the master just
-    /// changed): for a write sent without [`Store::with_conn`]'s checks.
-    fn may_write_now(&mut self) -> bool {
+    /// True while the Sentinels announce a failover, or after they named a
+    /// new master until the store has connected to it (reading what they
+    /// announced meanwhile). Always false without Sentinels.
+    pub fn master_changing(&mut self) -> bool {
         match &mut self.node {
-            Node::Direct(_) => true,
-            Node::Sentinel(link) => link.gate() == Gate::Open,
+            Node::Direct(_) => false,
+            Node::Sentinel(link) => link.gate() != Gate::Open,
         }
     }
 

@@ -82,7 +82,7 @@ pub(super) struct SentinelLink {
 
 /// One Sentinel's announcements.
 struct Watch {
-    /// Where it is; `None` over TLS (the watch speaks plain RESP only).
+    /// Where it is (`None`: an address form the watch cannot reach).
     target: Option<Target>,
     auth: Option<Vec<u8>>,
     stream: Option<Stream>,
@@ -135,10 +135,7 @@ impl SentinelLink {
                 .into_connection_info()
                 .map_err(|e| bad("Sentinel address", e))?
                 .set_redis_settings(credentials.clone());
-            let target = match info.addr() {
-                ConnectionAddr::Tcp(host, port) => Some(Target::Tcp(host.clone(), *port)),
-                _ => None,
-            };
+            let target = Target::of(info.addr());
             watches.push(Watch {
                 target,
                 auth: resp::auth(settings.username.as_deref(), settings.password.as_deref()),
@@ -151,11 +148,6 @@ impl SentinelLink {
                 holding: false,
             });
             infos.push(info);
-        }
-        if watches.iter().all(|w| w.target.is_none()) {
-            log::warn!(
-                "the Sentinels are reached over TLS, which the failover watch does not speak: a planned failover is noticed only when the old master refuses a write (REDIS_MIN_REPLICAS narrows what can be lost meanwhile)"
-            );
         }
         let sentinel = Sentinel::build(infos).map_err(|e| bad("REDIS_SENTINELS", e))?;
         Ok(SentinelLink {

@@ -97,7 +97,12 @@ struct Outage {
 impl Outage {
     fn failed(&mut self, err: &Error) {
         if self.since.is_none() {
-            log::error!("{err}; retrying until Redis answers");
+            // A failover the Sentinels announced is planned, not an outage.
+            if matches!(err, Error::Failover(_)) {
+                log::warn!("{err}");
+            } else {
+                log::error!("{err}; retrying until Redis answers");
+            }
             self.since = Some(Instant::now());
         } else {
             log::debug!("{err}");
@@ -164,7 +169,7 @@ impl<'r> Worker<'r> {
                 .map_err(|e| Error::redis("reading REDIS_URL", e))?;
             let bells = Doorbells::new(&info);
             if bells.is_none() {
-                log::warn!("BLOCKING is not available over TLS: polling every INTERVAL instead");
+                log::warn!("BLOCKING is not available for a TLS address with its own certificates: polling every INTERVAL instead");
             }
             bells
         } else {

@@ -130,8 +130,15 @@ impl Worker<'_> {
                 Some(doorbells) => {
                     let mut fds = vec![self.signals.fd()];
                     fds.extend(doorbells.fds());
+                    fds.extend(self.store.failover_fds());
                     signals::wait_readable(&fds, wait);
-                    doorbells.collect()
+                    // The doorbells ring on one node: a failover announced,
+                    // or a new master the store already found (a
+                    // housekeeping step reconnected), ends the wait so that
+                    // they are armed again where the jobs now are.
+                    let moved = self.store.node().map(|(generation, _)| generation)
+                        != doorbells.generation();
+                    doorbells.collect() || moved || self.store.master_changing()
                 }
                 None => {
                     signals::wait_readable(&[self.signals.fd()], wait);
