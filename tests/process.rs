@@ -533,3 +533,53 @@ fn pidfile_is_0644_never_followed_through_a_symlink_and_only_its_owners_to_remov
     assert!(wait_exit(&mut child).success());
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), "999999\n");
 }
+
+#[test]
+fn a_short_job_costs_two_redis_commands_and_a_longer_one_is_noted_with_its_process_group() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    jobs.add("Quick", "true");
+    let n = 100;
+    for i in 0..n {
+        redis.push("q", &format!(r#"{{"class":"Quick","args":[{i}]}}"#));
+    }
+    let log = jobs.scratch("worker.log");
+    let mut cmd = worker(&redis, &jobs, "q", "0");
+    log_to(&mut cmd, &log);
+    assert!(wait_output(cmd.spawn().unwrap()).status.success());
+    // "(Redis: R round trips, C commands)": the reserve and the record per
+    // job, and a few for starting and stopping; the note that a job's
+    // process started is not sent for a job that ends within 10 ms.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let counts: Vec<u64> = text
+        .split("(Redis: ")
+        .nth(1)
+        .expect("the exit line")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(
+        counts[1] < 2 * n + n / 2,
+        "{} commands for {n} jobs",
+        counts[1]
+    );
+    assert_eq!(redis.int("resque:stat:processed"), n as i64);
+
+    // A job that runs on is noted: its process group in worker:ID, its pid
+    // in php's key.
+    let gate = jobs.gated("Slow", 0);
+    redis.push("q", r#"{"class":"Slow","args":[],"id":"slow1"}"#);
+    let mut child = worker(&redis, &jobs, "q", "0.1").spawn().unwrap();
+    wait_until("the job runs", || !jobs.job_pids("Slow").is_empty());
+    let job = jobs.job_pids("Slow")[0];
+    let key = format!("resque:worker:{}:{}:q", hostname(), child.id());
+    wait_until("the note is written", || {
+        redis
+            .get(&key)
+            .is_some_and(|record| record.contains(&format!("\"pgid\":{job}")))
+            && redis.get("resque:job:slow1:pid") == Some(job.to_string())
+    });
+    std::fs::write(&gate, "").unwrap();
+    signal(child.id(), libc::SIGQUIT);
+    assert!(wait_exit(&mut child).success());
+}
