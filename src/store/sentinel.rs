@@ -259,6 +259,14 @@ impl SentinelLink {
     /// Connects the watches that are due.
     fn tend(&mut self) {
         let now = Instant::now();
+        // This runs before every command: nothing to do is the usual case.
+        if self
+            .watches
+            .iter()
+            .all(|w| w.stream.is_some() || now < w.retry_at || w.target.is_none())
+        {
+            return;
+        }
         let service = self.service.clone();
         for i in 0..self.watches.len() {
             let w = &mut self.watches[i];
