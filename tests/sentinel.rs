@@ -35,7 +35,7 @@ struct Node {
 }
 
 /// Settings that make a server or Sentinel speak TLS only, with the test
-/// certificate in `dir` (made by [`make_certificate`]), to clients and to
+/// certificate in `dir` (made by `make_certificate`), to clients and to
 /// the nodes it replicates from or watches.
 fn tls_settings(dir: &Path) -> Vec<String> {
     let file = |name: &str| dir.join(name).display().to_string();
@@ -51,27 +51,6 @@ fn tls_settings(dir: &Path) -> Vec<String> {
         "tls-replication".into(),
         "yes".into(),
     ]
-}
-
-/// A self-signed certificate in `dir`.
-fn make_certificate(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-        ])
-        .current_dir(dir)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed to make a test certificate");
-    assert!(status.success());
 }
 
 impl Node {
@@ -424,6 +403,28 @@ fn enqueue_jobs_from(cluster: &Cluster, first: usize, n: usize) {
     assert_ok(&out);
 }
 
+/// After a failover: both workers' doorbells wait on the new master, and
+/// job `done` (the next) is picked up at once, where an idle worker without
+/// a doorbell there would wait for its INTERVAL (60 s in these tests).
+fn assert_doorbells_follow(cluster: &Cluster, ran: &Path, done: usize) {
+    let master = cluster.master();
+    wait_until("both doorbells wait on the new master", || {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut master.conn())
+            .unwrap_or_default();
+        clients.matches("cmd=blmove").count() == 2
+    });
+    let t0 = Instant::now();
+    enqueue_jobs_from(cluster, done, 1);
+    wait_until("the new job ran", || line_count(ran) > done);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "picked up by a doorbell, not the next INTERVAL: {:?}",
+        t0.elapsed()
+    );
+}
+
 /// How often each job ran, by its number.
 fn runs(log: &Path) -> HashMap<usize, usize> {
     let mut counts = HashMap::new();
@@ -510,21 +511,7 @@ fn a_pool_works_through_two_planned_failovers_running_every_job_once() {
 
     // The doorbells moved with the master: each idle worker has one blocked
     // there, and a new job is picked up at once, not at the next INTERVAL.
-    wait_until("both doorbells wait on the new master", || {
-        let clients: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query(&mut master.conn())
-            .unwrap_or_default();
-        clients.matches("cmd=blmove").count() == 2
-    });
-    let t0 = Instant::now();
-    enqueue_jobs_from(&cluster, total, 1);
-    wait_until("the new job ran", || line_count(&ran) > total);
-    assert!(
-        t0.elapsed() < Duration::from_secs(10),
-        "a doorbell on the new master would have rung: {:?}",
-        t0.elapsed()
-    );
+    assert_doorbells_follow(&cluster, &ran, total);
     // The exporter follows too.
     wait_until("the exporter reads the new master", || {
         http_get(&metrics, "/metrics", None).is_some_and(|(_, body)| {
@@ -668,22 +655,8 @@ fn over_tls_the_watch_and_the_doorbells_follow_a_failover() {
         .expect("SENTINEL FAILOVER");
     assert_eq!(reply, "OK");
     cluster.await_new_master(before);
+    assert_doorbells_follow(&cluster, &ran, 20);
     let master = cluster.master();
-    wait_until("both doorbells wait on the new master", || {
-        let clients: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query(&mut master.conn())
-            .unwrap_or_default();
-        clients.matches("cmd=blmove").count() == 2
-    });
-    let t0 = Instant::now();
-    enqueue_jobs_from(&cluster, 20, 1);
-    wait_until("the new job ran", || line_count(&ran) > 20);
-    assert!(
-        t0.elapsed() < Duration::from_secs(10),
-        "picked up by a doorbell, not the next INTERVAL: {:?}",
-        t0.elapsed()
-    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     // Each process logs it: the supervisor and both workers.
     assert_eq!(logged(&log, "(+try-failover): holding writes"), 3, "{text}");

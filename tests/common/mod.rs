@@ -76,23 +76,7 @@ impl RedisServer {
         args.extend(["--unixsocket".to_string(), socket.display().to_string()]);
         args.extend(["--dir".to_string(), dir.path().display().to_string()]);
         let tls_port = options.tls.then(|| {
-            let status = Command::new("openssl")
-                .args([
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                ])
-                .args([
-                    "-subj",
-                    "/CN=localhost",
-                    "-keyout",
-                    "key.pem",
-                    "-out",
-                    "cert.pem",
-                ])
-                .current_dir(dir.path())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl must be installed to make a test certificate");
-            assert!(status.success());
+            make_certificate(dir.path());
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("free port")
@@ -246,6 +230,27 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A self-signed certificate for localhost in `dir`: `cert.pem`, `key.pem`.
+pub fn make_certificate(dir: &Path) {
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl must be installed to make a test certificate");
+    assert!(status.success());
 }
 
 /// Polls `cond` until it holds; panics with `what` at the deadline.
