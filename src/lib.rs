@@ -48,6 +48,8 @@
 //! 4. **record** ([`store::jobs`]): one Lua script clears `worker:ID`, counts
 //!    the job, files the failure record and finishes the php status,
 //!    atomically, and checks before its first write all that could fail.
+//!    A worker that goes straight on (no signal, stop or housekeeping due)
+//!    runs the next reserve in the same script: one round trip per job.
 //!
 //! Between jobs the worker waits in the same `poll(2)`: for INTERVAL, or
 //! with BLOCKING on [`doorbell`] connections that ring when a queue gets a

@@ -306,3 +306,95 @@ fn taking_a_delayed_item_that_a_promoter_took_meanwhile_counts_nothing() {
         .iter()
         .all(|k| !k.contains("delayed") && !k.contains("timestamps:")));
 }
+
+#[test]
+fn one_step_records_a_job_and_reserves_the_next_and_a_retry_of_it_counts_once() {
+    let redis = RedisServer::start();
+    redis.push("q", r#"{"class":"A","args":[1]}"#);
+    redis.push("q", r#"{"class":"B","args":[2]}"#);
+    let mut s = store(&redis);
+    let queues = QueueSet::new(s.keys(), vec!["q".to_string()]);
+    let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
+        panic!()
+    };
+    let outcome = failed(&in_flight, None);
+    let (recorded, next) = s
+        .record_and_reserve(&outcome, &me("t1"), &queues, "2024-01-15T10:31:00Z", 2)
+        .unwrap();
+    assert!(recorded);
+    let Reserved::Job {
+        payload,
+        in_flight: next_in_flight,
+        ..
+    } = next
+    else {
+        panic!("{next:?}")
+    };
+    assert_eq!(payload, br#"{"class":"B","args":[2]}"#);
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert_eq!(redis.int("resque:stat:failed"), 1);
+    assert_eq!(redis.llen("resque:failed"), 1);
+    assert_eq!(
+        redis.get("resque:worker:h:1:q").unwrap().as_bytes(),
+        &next_in_flight[..]
+    );
+
+    // As if that reply had been lost: the worker records A again on its
+    // own (nothing counted twice), and its next reserve resumes B.
+    assert!(!s.record(&outcome).unwrap());
+    assert_eq!(
+        reserve(&mut s),
+        Reserved::Held {
+            in_flight: next_in_flight.clone()
+        }
+    );
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+
+    // The last job: recorded, and nothing left to reserve.
+    let done = Outcome {
+        failure_record: None,
+        ..failed(&next_in_flight, None)
+    };
+    let (recorded, next) = s
+        .record_and_reserve(&done, &me("t1"), &queues, "2024-01-15T10:32:00Z", 3)
+        .unwrap();
+    assert!(recorded);
+    assert_eq!(next, Reserved::Empty);
+    assert!(redis.get("resque:worker:h:1:q").is_none());
+    assert_eq!(redis.int("resque:stat:processed"), 2);
+    assert_eq!(redis.int("resque:stat:failed"), 1);
+}
+
+#[test]
+fn a_record_that_cannot_be_filed_reserves_nothing() {
+    let redis = RedisServer::start();
+    redis.push("q", r#"{"class":"A","args":[1]}"#);
+    redis.push("q", r#"{"class":"B","args":[2]}"#);
+    let mut s = store(&redis);
+    let queues = QueueSet::new(s.keys(), vec!["q".to_string()]);
+    let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
+        panic!()
+    };
+    let _: () = redis::cmd("SET")
+        .arg("resque:failed")
+        .arg("not a list")
+        .query(&mut redis.conn())
+        .unwrap();
+    let err = s
+        .record_and_reserve(
+            &failed(&in_flight, None),
+            &me("t1"),
+            &queues,
+            "2024-01-15T10:31:00Z",
+            2,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert_eq!(redis.llen("resque:queue:q"), 1, "B is still queued");
+    assert_eq!(
+        redis.get("resque:worker:h:1:q").unwrap().as_bytes(),
+        &in_flight[..],
+        "A is still held"
+    );
+    assert_eq!(redis.int("resque:stat:processed"), 0);
+}

@@ -1,6 +1,8 @@
 //! The per-job path: take a job atomically (`lua/reserve.lua`), note its
-//! process (`lua/started.lua`), record its outcome (`lua/record.lua`). Two
-//! round trips per job; the middle write rides along without one.
+//! process if it runs on (`lua/started.lua`, sent without waiting), record
+//! its outcome (`lua/record.lua`). A busy worker records a job and reserves
+//! the next in one step (`lua/record_then_reserve.lua`): one round trip per
+//! job; two when the worker rests between jobs.
 
 use super::{done_and_skipped, Store};
 use crate::error::{Error, Result};
@@ -148,38 +150,38 @@ impl Store {
         now: i64,
         honour_pause: bool,
     ) -> Result<Reserved> {
-        // The command is written by hand around the queue keys packed once
-        // per list (QueueSet::packed_keys): with a long '*' list, building
-        // it key by key per job would cost more than running it.
-        let mut cmd = Vec::with_capacity(queues.packed_keys.len() + 256);
-        let bulk = |out: &mut Vec<u8>, b: &[u8]| {
-            out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
-            out.extend_from_slice(b);
-            out.extend_from_slice(b"\r\n");
-        };
-        let nkeys = 2 + queues.keys.len();
-        cmd.extend_from_slice(format!("*{}\r\n", 3 + nkeys + 6).as_bytes());
-        bulk(&mut cmd, b"EVALSHA");
-        bulk(&mut cmd, self.scripts.reserve.get_hash().as_bytes());
-        bulk(&mut cmd, nkeys.to_string().as_bytes());
-        bulk(&mut cmd, self.keys.worker(&me.id).as_bytes());
-        bulk(&mut cmd, self.keys.pause_all().as_bytes());
-        cmd.extend_from_slice(&queues.packed_keys);
-        for arg in [
-            json_string(run_at).as_str(),
-            json_string(&me.name).as_str(),
-            self.keys.prefix(),
-            now.to_string().as_str(),
-            if honour_pause { "1" } else { "0" },
-            me.token.as_str(),
-        ] {
-            bulk(&mut cmd, arg.as_bytes());
-        }
+        let cmd = self
+            .reserve_call(me, queues, run_at, now, honour_pause)
+            .evalsha(self.scripts.reserve.get_hash());
         let reply: redis::Value = self.with_conn_replicated(
             || format!("reserving a job for {}", me.id),
             |c, _, s, wanted| super::call_replicated(c, &s.reserve, &cmd, wanted),
         )?;
         parse_reserve_reply(reply)
+    }
+
+    /// The reserve script's keys and arguments.
+    fn reserve_call(
+        &self,
+        me: &Identity,
+        queues: &QueueSet,
+        run_at: &str,
+        now: i64,
+        honour_pause: bool,
+    ) -> Call {
+        let mut call = Call::default();
+        call.key(&self.keys.worker(&me.id));
+        call.key(&self.keys.pause_all());
+        // Packed once per list: with a long '*' list, packing it key by key
+        // per job would cost more than running the script.
+        call.packed_keys(&queues.packed_keys, queues.keys.len());
+        call.arg(json_string(run_at))
+            .arg(json_string(&me.name))
+            .arg(self.keys.prefix())
+            .arg(now.to_string())
+            .arg(if honour_pause { "1" } else { "0" })
+            .arg(&me.token);
+        call
     }
 
     /// The positions in `queues` of the queues that hold a job now (a list
@@ -255,74 +257,188 @@ impl Store {
     /// Returns false when `worker:ID` no longer held the job (already
     /// accounted for by a pruner), in which case nothing was counted.
     pub fn record(&mut self, outcome: &Outcome<'_>) -> Result<bool> {
-        let state = if outcome.failure_record.is_some() {
-            JobState::Failed
-        } else {
-            JobState::Complete
-        };
         let id = outcome.worker_id;
-        let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
+        let cmd = self
+            .record_call(outcome)
+            .evalsha(self.scripts.record.get_hash());
         let reply: Vec<redis::Value> = self.with_conn_replicated(
             || format!("recording the outcome of the job of {id}"),
-            |c, k, s, wanted| {
-                // EVALSHA built here, not through `Script::invoke`, so that
-                // WAIT can travel in the same write (`call_replicated`).
-                let mut call = redis::cmd("EVALSHA");
-                call.arg(s.record.get_hash())
-                    .arg(6)
-                    .arg(k.worker(id))
-                    .arg(k.stat("processed"))
-                    .arg(k.worker_stat("processed", id))
-                    .arg(k.stat("failed"))
-                    .arg(k.worker_stat("failed", id))
-                    .arg(k.failed())
-                    .arg(outcome.in_flight)
-                    .arg(state as i64)
-                    .arg(outcome.failure_record.unwrap_or(""))
-                    .arg(outcome.now)
-                    .arg(outcome.status_key.unwrap_or(""))
-                    .arg(pid_key)
-                    .arg(pid)
-                    .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight));
-                if outcome.figures.is_some() || outcome.retry.is_some() {
-                    match outcome.figures {
-                        Some(f) => {
-                            let (lat_bucket, lat_sum, lat_us) = f.latency().unwrap_or(("", "", 0));
-                            call.arg(k.metrics())
-                                .arg(f.outcome_field())
-                                .arg(f.duration_field())
-                                .arg(f.duration_sum_field())
-                                .arg(f.duration_us())
-                                .arg(lat_bucket)
-                                .arg(lat_sum)
-                                .arg(lat_us);
-                        }
-                        None => {
-                            for _ in 0..8 {
-                                call.arg("");
-                            }
-                        }
-                    }
-                }
-                if let Some(r) = &outcome.retry {
-                    call.arg(r.item.unwrap_or(""))
-                        .arg(r.delay)
-                        .arg(r.counter)
-                        .arg(if r.item.is_some() {
-                            r.count.to_string()
-                        } else {
-                            String::new()
-                        })
-                        .arg(r.ttl.max(1))
-                        .arg(k.prefix());
-                }
-                let (reply, acked) =
-                    super::call_replicated(c, &s.record, &call.get_packed_command(), wanted)?;
+            |c, _, s, wanted| {
+                let (reply, acked) = super::call_replicated(c, &s.record, &cmd, wanted)?;
                 Ok((redis::FromRedisValue::from_redis_value(reply)?, acked))
             },
         )?;
         Ok(done_and_skipped(&reply, "recording a job") == 1)
     }
+
+    /// Records a finished job and reserves the next one, in one step
+    /// (`lua/record_then_reserve.lua`: the record script, then the reserve
+    /// script, atomically): a busy worker's one round trip per job. Returns
+    /// what [`Store::record`] and [`Store::reserve`] would. After an error,
+    /// whether either part happened is unknown: both are idempotent, so the
+    /// caller records again on its own, and the next reserve finds a job
+    /// reserved here in `worker:ID` (under our token) and resumes it.
+    pub fn record_and_reserve(
+        &mut self,
+        outcome: &Outcome<'_>,
+        me: &Identity,
+        queues: &QueueSet,
+        run_at: &str,
+        now: i64,
+    ) -> Result<(bool, Reserved)> {
+        let record = self.record_call(outcome);
+        let reserve = self.reserve_call(me, queues, run_at, now, true);
+        let cmd =
+            Call::chain(&record, &reserve).evalsha(self.scripts.record_and_reserve.get_hash());
+        let id = outcome.worker_id;
+        let reply: Vec<redis::Value> = self.with_conn_replicated(
+            || format!("recording the job of {id} and reserving the next"),
+            |c, _, s, wanted| {
+                let (reply, acked) =
+                    super::call_replicated(c, &s.record_and_reserve, &cmd, wanted)?;
+                Ok((redis::FromRedisValue::from_redis_value(reply)?, acked))
+            },
+        )?;
+        let mut parts = reply.into_iter();
+        let recorded: Vec<redis::Value> = match parts.next() {
+            Some(redis::Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let reserved = parse_reserve_reply(parts.next().unwrap_or(redis::Value::Nil))?;
+        Ok((
+            done_and_skipped(&recorded, "recording a job") == 1,
+            reserved,
+        ))
+    }
+
+    /// The record script's keys and arguments (see `lua/record.lua`).
+    fn record_call(&self, outcome: &Outcome<'_>) -> Call {
+        let k = &self.keys;
+        let id = outcome.worker_id;
+        let state = if outcome.failure_record.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Complete
+        };
+        let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
+        let mut call = Call::default();
+        for key in [
+            k.worker(id),
+            k.stat("processed"),
+            k.worker_stat("processed", id),
+            k.stat("failed"),
+            k.worker_stat("failed", id),
+            k.failed(),
+        ] {
+            call.key(&key);
+        }
+        call.arg(outcome.in_flight)
+            .arg((state as i64).to_string())
+            .arg(outcome.failure_record.unwrap_or(""))
+            .arg(outcome.now.to_string())
+            .arg(outcome.status_key.unwrap_or(""))
+            .arg(pid_key)
+            .arg(pid.to_string())
+            .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight));
+        if outcome.figures.is_some() || outcome.retry.is_some() {
+            match outcome.figures {
+                Some(f) => {
+                    let (lat_bucket, lat_sum, lat_us) = f.latency().unwrap_or(("", "", 0));
+                    call.arg(k.metrics())
+                        .arg(f.outcome_field())
+                        .arg(f.duration_field())
+                        .arg(f.duration_sum_field())
+                        .arg(f.duration_us().to_string())
+                        .arg(lat_bucket)
+                        .arg(lat_sum)
+                        .arg(lat_us.to_string());
+                }
+                None => {
+                    for _ in 0..8 {
+                        call.arg("");
+                    }
+                }
+            }
+        }
+        if let Some(r) = &outcome.retry {
+            call.arg(r.item.unwrap_or(""))
+                .arg(r.delay.to_string())
+                .arg(r.counter)
+                .arg(if r.item.is_some() {
+                    r.count.to_string()
+                } else {
+                    String::new()
+                })
+                .arg(r.ttl.max(1).to_string())
+                .arg(k.prefix());
+        }
+        call
+    }
+}
+
+/// A script call's keys and arguments, packed as RESP bulk strings as they
+/// are added (a queue list's keys come packed already).
+#[derive(Debug, Default)]
+struct Call {
+    keys: Vec<u8>,
+    nkeys: usize,
+    args: Vec<u8>,
+    nargs: usize,
+}
+
+impl Call {
+    fn key(&mut self, key: &str) -> &mut Call {
+        bulk(&mut self.keys, key.as_bytes());
+        self.nkeys += 1;
+        self
+    }
+
+    fn packed_keys(&mut self, packed: &[u8], n: usize) -> &mut Call {
+        self.keys.extend_from_slice(packed);
+        self.nkeys += n;
+        self
+    }
+
+    fn arg(&mut self, arg: impl AsRef<[u8]>) -> &mut Call {
+        bulk(&mut self.args, arg.as_ref());
+        self.nargs += 1;
+        self
+    }
+
+    /// `first`'s keys and arguments, then `second`'s, as
+    /// `lua/record_then_reserve.lua` splits them: its first two arguments
+    /// say how many of each are `first`'s.
+    fn chain(first: &Call, second: &Call) -> Call {
+        let mut call = Call::default();
+        call.arg(first.nkeys.to_string())
+            .arg(first.nargs.to_string());
+        call.keys.extend_from_slice(&first.keys);
+        call.keys.extend_from_slice(&second.keys);
+        call.nkeys = first.nkeys + second.nkeys;
+        call.args.extend_from_slice(&first.args);
+        call.args.extend_from_slice(&second.args);
+        call.nargs += first.nargs + second.nargs;
+        call
+    }
+
+    /// The whole `EVALSHA sha numkeys keys… args…` command.
+    fn evalsha(&self, sha: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.keys.len() + self.args.len() + 96);
+        out.extend_from_slice(format!("*{}\r\n", 3 + self.nkeys + self.nargs).as_bytes());
+        bulk(&mut out, b"EVALSHA");
+        bulk(&mut out, sha.as_bytes());
+        bulk(&mut out, self.nkeys.to_string().as_bytes());
+        out.extend_from_slice(&self.keys);
+        out.extend_from_slice(&self.args);
+        out
+    }
+}
+
+/// Appends `b` as a RESP bulk string.
+fn bulk(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
 }
 
 impl Store {

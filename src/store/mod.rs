@@ -4,10 +4,10 @@
 //!
 //! - this module: the connection core (connect, `with_conn`, reconnects,
 //!   traffic counts) and the scripts;
-//! - [`jobs`]: the per-job path, two round trips: the reserve script (pop +
-//!   in-flight record + status 2) and the record script (clear + counters +
-//!   failure + status 3/4), read beside `lua/reserve.lua` and
-//!   `lua/record.lua`;
+//! - [`jobs`]: the per-job path: the reserve script (pop + in-flight
+//!   record + status 2) and the record script (clear + counters + failure +
+//!   status 3/4), read beside `lua/reserve.lua` and `lua/record.lua`, and
+//!   the two chained in one step for a worker going straight on;
 //! - [`workers`]: a worker's lifecycle: register, heartbeat, remove, and the
 //!   pruning lock;
 //! - [`admin`]: what the operations commands read and change: queues and the
@@ -63,6 +63,7 @@ const REPLICA_WAIT_MS: u64 = 1000;
 struct Scripts {
     reserve: Script,
     record: Script,
+    record_and_reserve: Script,
     unregister: Script,
     take_lock: Script,
     take_over_lock: Script,
@@ -227,6 +228,15 @@ impl Store {
                     include_str!("../lua/reserve.lua")
                 )),
                 record: Script::new(&format!("{COMMON_LUA}\n{}", include_str!("../lua/record.lua"))),
+                // The two scripts' bodies as functions (their KEYS and ARGV
+                // become parameters), then the chain.
+                record_and_reserve: Script::new(&format!(
+                    "{COMMON_LUA}\n{}\nlocal function record_step(KEYS, ARGV)\n{}\nend\nlocal function reserve_step(KEYS, ARGV)\n{}\nend\n{}",
+                    include_str!("../lua/strict_json.lua"),
+                    include_str!("../lua/record.lua"),
+                    include_str!("../lua/reserve.lua"),
+                    include_str!("../lua/record_then_reserve.lua")
+                )),
                 unregister: Script::new(&format!(
                     "{COMMON_LUA}\n{}",
                     include_str!("../lua/unregister.lua")

@@ -83,6 +83,65 @@ impl Worker<'_> {
 
     /// Records an outcome, retrying while Redis is away: a finished job is
     /// never forgotten while the worker lives, and never counted twice.
+    /// Whether the record step may also reserve the next job: the worker
+    /// is to go straight on (no stop or pause asked for, no signal waiting,
+    /// no heartbeat, pruning or scheduler turn due), and `queues` is a list
+    /// that needs no fresh look (a static one, or a '*' list read within
+    /// INTERVAL) and is short enough to pass whole.
+    pub(super) fn goes_straight_on(&mut self, queues: &QueueSet) -> bool {
+        self.handle_signals(None);
+        let fresh = match &self.queues {
+            Some(cache) => {
+                !self.settings.queues.is_dynamic()
+                    || cache.read_at.elapsed()
+                        < self.settings.interval.max(Duration::from_millis(100))
+            }
+            None => false,
+        };
+        self.stop.is_none()
+            && !self.paused
+            && self.id_conflict.is_none()
+            && fresh
+            && queues.len() <= CHAIN_MAX_QUEUES
+            && !self.until_deadline(None).is_zero()
+    }
+
+    /// The record step that also reserves the next job (one round trip);
+    /// the next job, or `None` when the step failed, in which case the
+    /// outcome is recorded on its own as ever (the step is idempotent: if
+    /// the failed one did land, this finds the job recorded, and the next
+    /// reserve resumes the job it reserved).
+    pub(super) fn record_then_reserve(
+        &mut self,
+        outcome: &Outcome<'_>,
+        queues: &QueueSet,
+    ) -> Option<Reserved> {
+        let now = timefmt::now_epoch();
+        match self.store.record_and_reserve(
+            outcome,
+            &self.me,
+            queues,
+            &timefmt::iso8601_z(now),
+            now,
+        ) {
+            Ok((recorded, next)) => {
+                self.outage.ok();
+                if !recorded {
+                    log::warn!(
+                        "the job of {} was already recorded (an earlier attempt whose reply was lost, or a pruner); not counting it again",
+                        self.me.id
+                    );
+                }
+                Some(next)
+            }
+            Err(e) => {
+                log::debug!("{e}; recording the job on its own");
+                self.record(outcome);
+                None
+            }
+        }
+    }
+
     pub(super) fn record(&mut self, outcome: &Outcome<'_>) {
         let mut retry = REDIS_RETRY;
         let mut give_up: Option<Instant> = None;

@@ -50,6 +50,9 @@ const REDIS_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::
 /// Redis is away. Past it, the job stays in `worker:ID` and the next pruning
 /// records it as `Resque::DirtyExit`: accounted for, never lost.
 const RECORD_GRACE_AT_STOP: Duration = Duration::from_secs(10);
+/// The longest queue list the record step also reserves from (it passes the
+/// list whole, and the script copies it once more).
+const CHAIN_MAX_QUEUES: usize = 100;
 
 /// How a requested stop proceeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -275,18 +278,24 @@ impl<'r> Worker<'r> {
 
     fn reserve_and_run(&mut self) -> Result<Turn> {
         let (mut queues, mut fresh) = self.queue_set(false)?;
+        // The next job, when the last one's record step reserved it.
+        let mut chained: Option<Reserved> = None;
         loop {
-            if queues.is_empty() && fresh {
-                return Ok(Turn::Idle);
-            }
-            let now = timefmt::now_epoch();
-            let reserved = if queues.is_empty() {
-                Reserved::Empty
-            } else {
-                self.store
-                    .reserve(&self.me, &queues, &timefmt::iso8601_z(now), now, true)?
+            let from_chain = chained.is_some();
+            let reserved = match chained.take() {
+                Some(next) => next,
+                None if queues.is_empty() && fresh => return Ok(Turn::Idle),
+                None if queues.is_empty() => Reserved::Empty,
+                None => {
+                    let now = timefmt::now_epoch();
+                    self.store
+                        .reserve(&self.me, &queues, &timefmt::iso8601_z(now), now, true)?
+                }
             };
             match reserved {
+                // The loop's top decides what comes next (it reserves again,
+                // so a new queue or the end of a pause is seen as before).
+                Reserved::Empty | Reserved::Paused if from_chain => return Ok(Turn::Worked),
                 Reserved::Empty if !fresh => {
                     // Before going idle, make sure no queue appeared meanwhile.
                     (queues, fresh) = self.queue_set(true)?;
@@ -298,8 +307,10 @@ impl<'r> Worker<'r> {
                     in_flight,
                 } => {
                     let queue = queues.names().get(queue_index).cloned().unwrap_or_default();
-                    self.process(&queue, payload, &in_flight);
-                    return Ok(Turn::Worked);
+                    chained = self.process(&queue, payload, &in_flight, &queues);
+                    if chained.is_none() {
+                        return Ok(Turn::Worked);
+                    }
                 }
                 Reserved::HeldByAnother { .. } => {
                     let err = Error::Conflict(format!(
@@ -319,15 +330,25 @@ impl<'r> Worker<'r> {
                     log::warn!(
                         "resuming a job reserved from {queue} whose reserve step did not finish (its reply was lost, or no replica confirmed it)"
                     );
-                    self.process(&queue, payload, &in_flight);
-                    return Ok(Turn::Worked);
+                    chained = self.process(&queue, payload, &in_flight, &queues);
+                    if chained.is_none() {
+                        return Ok(Turn::Worked);
+                    }
                 }
             }
         }
     }
 
-    /// Runs (or refuses) one reserved job and records its outcome.
-    fn process(&mut self, queue: &str, payload: Vec<u8>, in_flight: &[u8]) {
+    /// Runs (or refuses) one reserved job and records its outcome; when
+    /// the worker goes straight on to the next job, the record step also
+    /// reserves it from `next_from`, and that is returned.
+    fn process(
+        &mut self,
+        queue: &str,
+        payload: Vec<u8>,
+        in_flight: &[u8],
+        next_from: &QueueSet,
+    ) -> Option<Reserved> {
         self.jobs_done += 1;
         let started = Instant::now();
         // Bytes that are not UTF-8 are refused, never run altered: the
@@ -403,7 +424,7 @@ impl<'r> Worker<'r> {
         let record = failure
             .as_ref()
             .map(|f| failure_record(&payload, queue, f, &self.me.id, timefmt::now_epoch()));
-        self.record(&Outcome {
+        let outcome = Outcome {
             worker_id: &self.me.id.clone(),
             in_flight,
             in_flight_started: started_record.as_deref(),
@@ -413,7 +434,12 @@ impl<'r> Worker<'r> {
             now: timefmt::now_epoch(),
             retry: retry.as_ref().map(|r| r.write()),
             figures: figures.as_ref(),
-        });
+        };
+        if self.goes_straight_on(next_from) {
+            return self.record_then_reserve(&outcome, next_from);
+        }
+        self.record(&outcome);
+        None
     }
 
     /// Acts on the signals received; `job` is the running job, if any.

@@ -1,0 +1,22 @@
+-- Records one job and reserves the next, atomically: the record script
+-- (lua/record.lua) then the reserve script (lua/reserve.lua), each run as a
+-- function over its own KEYS and ARGV. A busy worker so needs one round
+-- trip per job instead of two.
+-- ARGV[1] how many of KEYS are the record step's, ARGV[2] how many of the
+-- remaining ARGV; the rest of each goes to the reserve step.
+-- Returns {the record step's reply, the reserve step's reply}; when the
+-- record step refuses (a failure record that cannot be filed), its error,
+-- and nothing is reserved.
+local nkeys, nargs = tonumber(ARGV[1]), tonumber(ARGV[2])
+local record_keys, record_args, reserve_keys, reserve_args = {}, {}, {}, {}
+for i = 1, #KEYS do
+  if i <= nkeys then record_keys[#record_keys + 1] = KEYS[i]
+  else reserve_keys[#reserve_keys + 1] = KEYS[i] end
+end
+for i = 3, #ARGV do
+  if i <= 2 + nargs then record_args[#record_args + 1] = ARGV[i]
+  else reserve_args[#reserve_args + 1] = ARGV[i] end
+end
+local recorded = record_step(record_keys, record_args)
+if recorded.err then return recorded end
+return {recorded, reserve_step(reserve_keys, reserve_args)}
