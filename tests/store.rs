@@ -307,8 +307,9 @@ fn taking_a_delayed_item_that_a_promoter_took_meanwhile_counts_nothing() {
         .all(|k| !k.contains("delayed") && !k.contains("timestamps:")));
 }
 
-#[test]
-fn one_step_records_a_job_and_reserves_the_next_and_a_retry_of_it_counts_once() {
+/// Jobs A and B on queue `q`, A reserved by worker h:1:q: the server, the
+/// store, the queue list and A's in-flight record.
+fn a_reserved_and_b_queued() -> (RedisServer, Store, QueueSet, Vec<u8>) {
     let redis = RedisServer::start();
     redis.push("q", r#"{"class":"A","args":[1]}"#);
     redis.push("q", r#"{"class":"B","args":[2]}"#);
@@ -317,6 +318,12 @@ fn one_step_records_a_job_and_reserves_the_next_and_a_retry_of_it_counts_once() 
     let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
         panic!()
     };
+    (redis, s, queues, in_flight)
+}
+
+#[test]
+fn one_step_records_a_job_and_reserves_the_next_and_a_retry_of_it_counts_once() {
+    let (redis, mut s, queues, in_flight) = a_reserved_and_b_queued();
     let outcome = failed(&in_flight, None);
     let (recorded, next) = s
         .record_and_reserve(&outcome, &me("t1"), &queues, "2024-01-15T10:31:00Z", 2)
@@ -367,14 +374,7 @@ fn one_step_records_a_job_and_reserves_the_next_and_a_retry_of_it_counts_once() 
 
 #[test]
 fn a_record_that_cannot_be_filed_reserves_nothing() {
-    let redis = RedisServer::start();
-    redis.push("q", r#"{"class":"A","args":[1]}"#);
-    redis.push("q", r#"{"class":"B","args":[2]}"#);
-    let mut s = store(&redis);
-    let queues = QueueSet::new(s.keys(), vec!["q".to_string()]);
-    let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
-        panic!()
-    };
+    let (redis, mut s, queues, in_flight) = a_reserved_and_b_queued();
     let _: () = redis::cmd("SET")
         .arg("resque:failed")
         .arg("not a list")
