@@ -81,8 +81,6 @@ impl Worker<'_> {
         }
     }
 
-    /// Records an outcome, retrying while Redis is away: a finished job is
-    /// never forgotten while the worker lives, and never counted twice.
     /// Whether the record step may also reserve the next job: the worker
     /// is to go straight on (no stop or pause asked for, no signal waiting,
     /// no heartbeat, pruning or scheduler turn due), and `queues` is a list
@@ -142,6 +140,8 @@ impl Worker<'_> {
         }
     }
 
+    /// Records an outcome, retrying while Redis is away: a finished job is
+    /// never forgotten while the worker lives, and never counted twice.
     pub(super) fn record(&mut self, outcome: &Outcome<'_>) {
         let mut retry = REDIS_RETRY;
         let mut give_up: Option<Instant> = None;
