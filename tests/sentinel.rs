@@ -354,12 +354,8 @@ impl Cluster {
 
 /// [`wait_until`] with room for a demotion (Sentinel reconfigures an old
 /// master about ten seconds after the switch).
-fn wait_long(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(90);
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_long(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(Duration::from_secs(90), what, cond)
 }
 
 /// A job program that appends its args (one JSON line) to `log`.
@@ -632,7 +628,7 @@ fn a_pool_carries_on_after_its_master_is_killed() {
 }
 
 #[test]
-fn with_min_replicas_a_job_runs_only_once_a_replica_has_its_reservation() {
+fn with_min_replicas_a_job_runs_and_its_record_counts_only_once_a_replica_has_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let master = Node::start(dir.path(), "a", None);
     let ran = dir.path().join("ran");
@@ -662,12 +658,57 @@ fn with_min_replicas_a_job_runs_only_once_a_replica_has_its_reservation() {
     assert_eq!(line_count(&ran), 0, "the job ran unconfirmed");
     assert_eq!(master.llen("resque:queue:q"), 0);
 
-    let _replica = Node::start(dir.path(), "b", Some(master.port));
+    let mut replica = Node::start(dir.path(), "b", Some(master.port));
     wait_until("the job ran once a replica had it", || {
         master.int("resque:stat:processed") == 1
     });
     assert_eq!(runs(&ran).get(&7), Some(&1));
     assert_eq!(master.int("resque:stat:failed"), 0);
+
+    // The record step too: job 8 starts while a replica confirms it, the
+    // replica dies before it ends, so its record (which also reserves job 9)
+    // is not confirmed: the worker holds job 9 back until a replica is there.
+    let started = dir.path().join("started");
+    std::fs::write(
+        jobs.join("Slow"),
+        format!(
+            "#!/bin/sh\nread -r args\ntouch {}\nsleep 1\necho \"$args\" >> {}\n",
+            started.display(),
+            ran.display()
+        ),
+    )
+    .expect("job program");
+    std::fs::set_permissions(
+        jobs.join("Slow"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    for payload in [
+        r#"{"class":"Slow","args":[8]}"#,
+        r#"{"class":"Record","args":[9]}"#,
+    ] {
+        let _: () = redis::cmd("RPUSH")
+            .arg("resque:queue:q")
+            .arg(payload)
+            .query(&mut master.conn())
+            .expect("RPUSH");
+    }
+    wait_until("job 8 runs", || started.exists());
+    replica.kill_hard();
+    wait_until("the worker says the record is unconfirmed", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("recording the outcome") && l.contains("0 of the 1 replicas"))
+    });
+    assert_eq!(runs(&ran).get(&8), Some(&1));
+    assert_eq!(runs(&ran).get(&9), None, "job 9 ran unconfirmed");
+    let _replica = Node::start(dir.path(), "c", Some(master.port));
+    wait_until("job 9 ran once a replica was back", || {
+        master.int("resque:stat:processed") == 3
+    });
+    assert_eq!(runs(&ran).get(&9), Some(&1));
+    assert_eq!(runs(&ran).get(&8), Some(&1));
 }
 
 #[test]

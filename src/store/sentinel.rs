@@ -73,6 +73,8 @@ pub(super) struct SentinelLink {
     moved: bool,
     /// The last `+switch-master` target logged (each Sentinel repeats it).
     announced: Option<String>,
+    /// The poll set of [`SentinelLink::readable`], kept between commands.
+    pollfds: Vec<libc::pollfd>,
     /// The new master a `+switch-master` named, until discovery finds it
     /// there, and since when: a Sentinel that has not heard of the switch
     /// yet still names the old master, which answers `ROLE` as a master
@@ -161,6 +163,7 @@ impl SentinelLink {
             hold: None,
             moved: false,
             announced: None,
+            pollfds: Vec::new(),
             expected: None,
         })
     }
@@ -298,17 +301,20 @@ impl SentinelLink {
     }
 
     /// True when a watch has something to read (a poll that does not wait).
-    fn readable(&self) -> bool {
-        let mut fds: Vec<libc::pollfd> = self
-            .watches
-            .iter()
-            .filter_map(|w| w.stream.as_ref())
-            .map(|s| libc::pollfd {
-                fd: s.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+    /// This runs before every command: the poll set reuses one buffer.
+    fn readable(&mut self) -> bool {
+        let fds = &mut self.pollfds;
+        fds.clear();
+        fds.extend(
+            self.watches
+                .iter()
+                .filter_map(|w| w.stream.as_ref())
+                .map(|s| libc::pollfd {
+                    fd: s.fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                }),
+        );
         if fds.is_empty() {
             return false;
         }

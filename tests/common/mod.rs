@@ -254,8 +254,14 @@ pub fn make_certificate(dir: &Path) {
 }
 
 /// Polls `cond` until it holds; panics with `what` at the deadline.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(DEADLINE, what, cond)
+}
+
+/// [`wait_until`] with a deadline of its own, for conditions that take
+/// longer than any test should otherwise wait (a Sentinel demoting a node).
+pub fn wait_until_within(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
     let mut pause = Duration::from_millis(2);
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting until {what}");
