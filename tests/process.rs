@@ -140,6 +140,36 @@ fn quit_lets_running_jobs_finish_then_every_worker_exits() {
     assert!(redis.members("resque:workers").is_empty());
 }
 
+/// A QUIT that arrives while the process is still reading its settings is
+/// held for the handlers, not fatal: the settings come through a FIFO, so
+/// the signal lands at a known moment, before any handler exists.
+#[test]
+fn quit_while_reading_settings_is_a_clean_stop() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let fifo = jobs.scratch("retry.yml");
+    let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let log = jobs.scratch("worker.log");
+    for count in ["1", "2"] {
+        let mut cmd = worker(&redis, &jobs, "q", "0.1");
+        cmd.env("COUNT", count).env("RETRY_POLICY", &fifo);
+        log_to(&mut cmd, &log);
+        let mut child = cmd.spawn().unwrap();
+        // Opening the FIFO for writing returns once the process has opened
+        // it to read its retry policy: it is now waiting inside its settings.
+        let mut policy = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        signal(child.id(), libc::SIGQUIT);
+        std::io::Write::write_all(&mut policy, b"Mailer: {limit: 3}\n").unwrap();
+        drop(policy);
+        let status = wait_exit(&mut child);
+        assert_eq!(status.code(), Some(0), "COUNT={count}: {status:?}");
+        assert!(logged(&log, "QUIT received") >= 1, "COUNT={count}");
+    }
+    assert!(redis.members("resque:workers").is_empty());
+}
+
 #[test]
 fn term_kills_running_jobs_records_them_and_exits_promptly() {
     let redis = RedisServer::start();

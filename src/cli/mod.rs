@@ -20,9 +20,20 @@ use std::io::Write;
 /// exec handler) and returns the process exit code: 0 success, 1 failure to
 /// act (Redis unreachable, unknown job id), 2 bad usage or configuration.
 pub fn run(registry: Registry) -> i32 {
+    // The worker's signals are held from the first moment, not from the end
+    // of reading its settings: a QUIT sent as soon as the pid exists (by a
+    // deployment script, or a supervisor stopping what it just started)
+    // would otherwise end the process by its default action, or vanish
+    // where a shell started it in the background with QUIT ignored. The
+    // handlers, installed later, receive it. One-shot commands get the
+    // default behaviour back (Ctrl-C ends them).
+    let mask = signals::block(signals::HANDLED);
     forget_empty_env_vars();
     let cli = Cli::parse();
     cli.log.init();
+    if cli.command.is_some() {
+        signals::restore(mask);
+    }
     match dispatch(cli, &registry) {
         Ok(()) => 0,
         Err(e) => {
@@ -299,9 +310,8 @@ fn work(cli: &Cli, registry: &Registry) -> Result<()> {
     let settings = cli.work.settings()?;
     let redis = cli.redis.settings()?;
     let plan = cli.work.pool_plan()?;
-    // Hold signals until the handlers exist: a script may signal the pid as
-    // soon as it appears in PIDFILE.
-    signals::block(signals::HANDLED);
+    // (Signals are held since `run` began, until the handlers exist: a
+    // script may signal the pid as soon as it appears in PIDFILE.)
     let _pidfile = match &settings.pidfile {
         Some(path) => Some(crate::pidfile::Pidfile::claim(path)?),
         None => None,
