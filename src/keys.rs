@@ -43,7 +43,19 @@ impl Keys {
     }
 
     fn key(&self, rest: &str) -> String {
-        format!("{}{}", self.prefix, rest)
+        self.key_of(&[rest])
+    }
+
+    /// The prefix and `parts`, joined in one allocation (some keys are
+    /// made for every job).
+    fn key_of(&self, parts: &[&str]) -> String {
+        let len = self.prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut key = String::with_capacity(len);
+        key.push_str(&self.prefix);
+        for p in parts {
+            key.push_str(p);
+        }
+        key
     }
 
     /// Set of every queue name ever enqueued to.
@@ -53,7 +65,7 @@ impl Keys {
 
     /// The list holding one queue's job payloads.
     pub fn queue(&self, name: &str) -> String {
-        self.key(&format!("queue:{name}"))
+        self.key_of(&["queue:", name])
     }
 
     /// Set of registered worker ids.
@@ -63,12 +75,12 @@ impl Keys {
 
     /// The job a worker is processing (absent when idle).
     pub fn worker(&self, id: &str) -> String {
-        self.key(&format!("worker:{id}"))
+        self.key_of(&["worker:", id])
     }
 
     /// When a worker registered.
     pub fn worker_started(&self, id: &str) -> String {
-        self.key(&format!("worker:{id}:started"))
+        self.key_of(&["worker:", id, ":started"])
     }
 
     /// Hash of worker id to last heartbeat time.
@@ -83,12 +95,12 @@ impl Keys {
 
     /// A global counter: `processed` or `failed`.
     pub fn stat(&self, name: &str) -> String {
-        self.key(&format!("stat:{name}"))
+        self.key_of(&["stat:", name])
     }
 
     /// A per-worker counter: `processed` or `failed`.
     pub fn worker_stat(&self, name: &str, id: &str) -> String {
-        self.key(&format!("stat:{name}:{id}"))
+        self.key_of(&["stat:", name, ":", id])
     }
 
     /// The failure list resque-web shows.
@@ -100,14 +112,14 @@ impl Keys {
     /// payload's own `prefix` field (not the Redis prefix).
     pub fn job_status(&self, payload_prefix: Option<&str>, id: &str) -> String {
         match payload_prefix {
-            Some(p) if !p.is_empty() => self.key(&format!("job:{p}_{id}:status")),
-            _ => self.key(&format!("job:{id}:status")),
+            Some(p) if !p.is_empty() => self.key_of(&["job:", p, "_", id, ":status"]),
+            _ => self.key_of(&["job:", id, ":status"]),
         }
     }
 
     /// php-resque's key holding the pid of the process running a job.
     pub fn job_pid(&self, id: &str) -> String {
-        self.key(&format!("job:{id}:pid"))
+        self.key_of(&["job:", id, ":pid"])
     }
 
     /// resque-scheduler's sorted set of the timestamps (integer seconds,
@@ -123,7 +135,7 @@ impl Keys {
 
     /// The set of `delayed:<ts>` names (without prefix) that hold `item`.
     pub fn delayed_timestamps(&self, item: &str) -> String {
-        self.key(&format!("timestamps:{item}"))
+        self.key_of(&["timestamps:", item])
     }
 
     /// Ruby resque-scheduler's master lock, present while a Ruby scheduler
@@ -154,7 +166,7 @@ impl Keys {
     /// of its class and args, kept where a promoter that rebuilds payloads
     /// (Ruby's, node's) cannot drop it.
     pub fn retry_counter(&self, digest: &str) -> String {
-        self.key(&format!("resque-fork:retry:{digest}"))
+        self.key_of(&["resque-fork:retry:", digest])
     }
 
     /// Ours: each running pool's groups (`host:pid` → JSON), for `workers`

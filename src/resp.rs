@@ -107,13 +107,85 @@ impl Reply {
 
 /// Encodes one command.
 pub fn command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    header(&mut out, b'*', args.len());
     for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
+        bulk(&mut out, a);
     }
     out
+}
+
+/// Appends `b` as a RESP bulk string. (Without `format!`: the per-job
+/// commands are built from a few dozen of these, and formatting each length
+/// through `fmt` was a good part of the worker's instructions per job.)
+pub fn bulk(out: &mut Vec<u8>, b: &[u8]) {
+    out.reserve(b.len() + 24);
+    header(out, b'$', b.len());
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a RESP header line: `kind` (`*` for an array, `$` for a bulk
+/// string), then `n` and CRLF.
+pub fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
+    out.push(kind);
+    decimal(out, n as u64);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+///
+/// ```
+/// let mut out = b"x".to_vec();
+/// resque_fork::resp::decimal(&mut out, 1_234_567);
+/// assert_eq!(out, b"x1234567");
+/// ```
+pub fn decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(Digits::of(false, n).as_bytes());
+}
+
+/// An integer's decimal digits, on the stack.
+///
+/// ```
+/// use resque_fork::resp::Digits;
+/// assert_eq!(Digits::int(-42).as_bytes(), b"-42");
+/// assert_eq!(Digits::int(i64::MIN).as_bytes(), b"-9223372036854775808");
+/// ```
+pub struct Digits {
+    buf: [u8; 21],
+    start: usize,
+}
+
+impl Digits {
+    /// The digits of `n`.
+    pub fn int(n: i64) -> Digits {
+        Digits::of(n < 0, n.unsigned_abs())
+    }
+
+    fn of(negative: bool, mut magnitude: u64) -> Digits {
+        let mut d = Digits {
+            buf: [0; 21],
+            start: 21,
+        };
+        loop {
+            d.start -= 1;
+            d.buf[d.start] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        if negative {
+            d.start -= 1;
+            d.buf[d.start] = b'-';
+        }
+        d
+    }
+
+    /// The digits, with a leading `-` when negative.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
 }
 
 /// The first complete reply in `buf` and its length, if `buf` holds one.

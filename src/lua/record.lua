@@ -55,7 +55,9 @@ elseif failing then
     return wrong_type(KEYS[6], 'list', 'the failure record cannot be filed')
   end
 end
-redis.call('DEL', KEYS[1])
+-- (Left to the reserve step when this runs chained with one: the next job's
+-- record then replaces this one, one write instead of two.)
+if not leave_worker_key then redis.call('DEL', KEYS[1]) end
 local counters = {KEYS[2], KEYS[3]}
 if failing then counters[3] = KEYS[4] counters[4] = KEYS[5] end
 local skipped = {}

@@ -17,6 +17,12 @@ for i = 3, #ARGV do
   if i <= 2 + nargs then record_args[#record_args + 1] = ARGV[i]
   else reserve_args[#reserve_args + 1] = ARGV[i] end
 end
-local recorded = record_step(record_keys, record_args)
+-- A record step that recorded the job leaves worker:ID (the finished job's
+-- record) to the reserve step, which replaces it with the next job's or,
+-- when there is none, deletes it here.
+local recorded = record_step(record_keys, record_args, true)
 if recorded.err then return recorded end
-return {recorded, reserve_step(reserve_keys, reserve_args)}
+local recorded_here = recorded[1] == 1
+local reserved = reserve_step(reserve_keys, reserve_args, recorded_here)
+if recorded_here and reserved[1] <= 0 then redis.call('DEL', reserve_keys[1]) end
+return {recorded, reserved}

@@ -10,7 +10,9 @@
 -- record} when it holds one under another process's token (never ours to
 -- run), else {queue index (1-based), payload, the worker:ID record}.
 local token_field = ',"token":"' .. ARGV[6] .. '"}'
-local held = redis.call('GET', KEYS[1])
+-- (Not read when it is known to hold only the job a chained record step just
+-- recorded, which this reserve replaces.)
+local held = not worker_key_recorded and redis.call('GET', KEYS[1])
 if held then
   if string.sub(held, -#token_field) == token_field then return {-2, held} end
   return {-3, held}

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::Keys;
 use crate::payload::JobState;
+use crate::resp::{bulk, Digits};
 
 /// How many queue keys the reserve script pops over in one LMPOP (the same
 /// number is in `lua/reserve.lua`). A longer list is reserved from through
@@ -162,26 +163,43 @@ impl Store {
 
     /// The reserve script's keys and arguments.
     fn reserve_call(
-        &self,
+        &mut self,
         me: &Identity,
         queues: &QueueSet,
         run_at: &str,
         now: i64,
         honour_pause: bool,
     ) -> Call {
-        let mut call = Call::default();
-        call.key(&self.keys.worker(&me.id));
-        call.key(&self.keys.pause_all());
+        let mut call = Call::with_capacity(queues.packed_keys.len() + 128, 256);
+        call.packed_keys(&self.step_keys(&me.id).reserve_keys, 2);
         // Packed once per list: with a long '*' list, packing it key by key
         // per job would cost more than running the script.
         call.packed_keys(&queues.packed_keys, queues.keys.len());
-        call.arg(json_string(run_at))
-            .arg(json_string(&me.name))
+        // (run_at is an ISO 8601 time: nothing in it needs escaping.)
+        call.arg_parts(&[b"\"", run_at.as_bytes(), b"\""]);
+        if self.step_keys.name_arg.is_empty() || self.step_keys.name != me.name {
+            self.step_keys.name.clone_from(&me.name);
+            self.step_keys.name_arg.clear();
+            bulk(
+                &mut self.step_keys.name_arg,
+                json_string(&me.name).as_bytes(),
+            );
+        }
+        call.packed_arg(&self.step_keys.name_arg)
             .arg(self.keys.prefix())
-            .arg(now.to_string())
+            .int(now)
             .arg(if honour_pause { "1" } else { "0" })
             .arg(&me.token);
         call
+    }
+
+    /// The keys of worker `id`'s per-job steps, packed again only when the
+    /// store serves another worker than last time.
+    fn step_keys(&mut self, id: &str) -> &StepKeys {
+        if self.step_keys.id != id {
+            self.step_keys = StepKeys::new(&self.keys, id);
+        }
+        &self.step_keys
     }
 
     /// The positions in `queues` of the queues that hold a job now (a list
@@ -312,33 +330,23 @@ impl Store {
     }
 
     /// The record script's keys and arguments (see `lua/record.lua`).
-    fn record_call(&self, outcome: &Outcome<'_>) -> Call {
-        let k = &self.keys;
-        let id = outcome.worker_id;
+    fn record_call(&mut self, outcome: &Outcome<'_>) -> Call {
         let state = if outcome.failure_record.is_some() {
             JobState::Failed
         } else {
             JobState::Complete
         };
         let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
-        let mut call = Call::default();
-        for key in [
-            k.worker(id),
-            k.stat("processed"),
-            k.worker_stat("processed", id),
-            k.stat("failed"),
-            k.worker_stat("failed", id),
-            k.failed(),
-        ] {
-            call.key(&key);
-        }
+        let mut call = Call::with_capacity(256, 2 * outcome.in_flight.len() + 512);
+        call.packed_keys(&self.step_keys(outcome.worker_id).record_keys, 6);
+        let k = &self.keys;
         call.arg(outcome.in_flight)
-            .arg((state as i64).to_string())
+            .int(state as i64)
             .arg(outcome.failure_record.unwrap_or(""))
-            .arg(outcome.now.to_string())
+            .int(outcome.now)
             .arg(outcome.status_key.unwrap_or(""))
             .arg(pid_key)
-            .arg(pid.to_string())
+            .int(pid.into())
             .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight));
         if outcome.figures.is_some() || outcome.retry.is_some() {
             match outcome.figures {
@@ -348,10 +356,10 @@ impl Store {
                         .arg(f.outcome_field())
                         .arg(f.duration_field())
                         .arg(f.duration_sum_field())
-                        .arg(f.duration_us().to_string())
+                        .int(f.duration_us() as i64)
                         .arg(lat_bucket)
                         .arg(lat_sum)
-                        .arg(lat_us.to_string());
+                        .int(lat_us as i64);
                 }
                 None => {
                     for _ in 0..8 {
@@ -376,6 +384,47 @@ impl Store {
     }
 }
 
+/// The keys of one worker's per-job steps, packed as RESP bulk strings:
+/// they change only with the worker, while the steps run for every job.
+#[derive(Debug, Default)]
+pub(super) struct StepKeys {
+    id: String,
+    /// The record step's six keys (see `lua/record.lua`).
+    record_keys: Vec<u8>,
+    /// The reserve step's first two keys (see `lua/reserve.lua`).
+    reserve_keys: Vec<u8>,
+    /// The worker's name (`host:pid`), and the same as a packed JSON string:
+    /// the reserve step's second argument.
+    name: String,
+    name_arg: Vec<u8>,
+}
+
+impl StepKeys {
+    fn new(keys: &Keys, id: &str) -> StepKeys {
+        let pack = |list: &[String]| {
+            let mut out = Vec::new();
+            for key in list {
+                bulk(&mut out, key.as_bytes());
+            }
+            out
+        };
+        StepKeys {
+            id: id.to_string(),
+            record_keys: pack(&[
+                keys.worker(id),
+                keys.stat("processed"),
+                keys.worker_stat("processed", id),
+                keys.stat("failed"),
+                keys.worker_stat("failed", id),
+                keys.failed(),
+            ]),
+            reserve_keys: pack(&[keys.worker(id), keys.pause_all()]),
+            name: String::new(),
+            name_arg: Vec::new(),
+        }
+    }
+}
+
 /// A script call's keys and arguments, packed as RESP bulk strings as they
 /// are added (a queue list's keys come packed already).
 #[derive(Debug, Default)]
@@ -387,10 +436,13 @@ struct Call {
 }
 
 impl Call {
-    fn key(&mut self, key: &str) -> &mut Call {
-        bulk(&mut self.keys, key.as_bytes());
-        self.nkeys += 1;
-        self
+    fn with_capacity(keys: usize, args: usize) -> Call {
+        Call {
+            keys: Vec::with_capacity(keys),
+            nkeys: 0,
+            args: Vec::with_capacity(args),
+            nargs: 0,
+        }
     }
 
     fn packed_keys(&mut self, packed: &[u8], n: usize) -> &mut Call {
@@ -405,13 +457,39 @@ impl Call {
         self
     }
 
+    /// One argument made of `parts`, without joining them first.
+    fn arg_parts(&mut self, parts: &[&[u8]]) -> &mut Call {
+        let len = parts.iter().map(|p| p.len()).sum();
+        crate::resp::header(&mut self.args, b'$', len);
+        for p in parts {
+            self.args.extend_from_slice(p);
+        }
+        self.args.extend_from_slice(b"\r\n");
+        self.nargs += 1;
+        self
+    }
+
+    /// An argument packed already (one bulk string).
+    fn packed_arg(&mut self, packed: &[u8]) -> &mut Call {
+        self.args.extend_from_slice(packed);
+        self.nargs += 1;
+        self
+    }
+
+    /// An integer argument, in decimal.
+    fn int(&mut self, n: i64) -> &mut Call {
+        self.arg(Digits::int(n).as_bytes())
+    }
+
     /// `first`'s keys and arguments, then `second`'s, as
     /// `lua/record_then_reserve.lua` splits them: its first two arguments
     /// say how many of each are `first`'s.
     fn chain(first: &Call, second: &Call) -> Call {
-        let mut call = Call::default();
-        call.arg(first.nkeys.to_string())
-            .arg(first.nargs.to_string());
+        let mut call = Call::with_capacity(
+            first.keys.len() + second.keys.len(),
+            first.args.len() + second.args.len() + 32,
+        );
+        call.int(first.nkeys as i64).int(first.nargs as i64);
         call.keys.extend_from_slice(&first.keys);
         call.keys.extend_from_slice(&second.keys);
         call.nkeys = first.nkeys + second.nkeys;
@@ -424,21 +502,14 @@ impl Call {
     /// The whole `EVALSHA sha numkeys keys… args…` command.
     fn evalsha(&self, sha: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.keys.len() + self.args.len() + 96);
-        out.extend_from_slice(format!("*{}\r\n", 3 + self.nkeys + self.nargs).as_bytes());
+        crate::resp::header(&mut out, b'*', 3 + self.nkeys + self.nargs);
         bulk(&mut out, b"EVALSHA");
         bulk(&mut out, sha.as_bytes());
-        bulk(&mut out, self.nkeys.to_string().as_bytes());
+        bulk(&mut out, Digits::int(self.nkeys as i64).as_bytes());
         out.extend_from_slice(&self.keys);
         out.extend_from_slice(&self.args);
         out
     }
-}
-
-/// Appends `b` as a RESP bulk string.
-fn bulk(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
-    out.extend_from_slice(b);
-    out.extend_from_slice(b"\r\n");
 }
 
 impl Store {

@@ -163,6 +163,8 @@ pub struct Store {
     /// before the next command.
     pending_replies: usize,
     traffic: Traffic,
+    /// The per-job steps' keys for the worker last seen, packed once.
+    step_keys: jobs::StepKeys,
 }
 
 /// What a store has sent, for the worker's exit log and the benchmark.
@@ -220,18 +222,24 @@ impl Store {
             conn: None,
             pending_replies: 0,
             traffic: Traffic::default(),
+            step_keys: jobs::StepKeys::default(),
             keys,
             scripts: Scripts {
+                // (On their own, the steps are not chained: see
+                // lua/record_then_reserve.lua.)
                 reserve: Script::new(&format!(
-                    "{COMMON_LUA}\n{}\n{}",
+                    "{COMMON_LUA}\n{}\nlocal worker_key_recorded = false\n{}",
                     include_str!("../lua/strict_json.lua"),
                     include_str!("../lua/reserve.lua")
                 )),
-                record: Script::new(&format!("{COMMON_LUA}\n{}", include_str!("../lua/record.lua"))),
+                record: Script::new(&format!(
+                    "{COMMON_LUA}\nlocal leave_worker_key = false\n{}",
+                    include_str!("../lua/record.lua")
+                )),
                 // The two scripts' bodies as functions (their KEYS and ARGV
                 // become parameters), then the chain.
                 record_and_reserve: Script::new(&format!(
-                    "{COMMON_LUA}\n{}\nlocal function record_step(KEYS, ARGV)\n{}\nend\nlocal function reserve_step(KEYS, ARGV)\n{}\nend\n{}",
+                    "{COMMON_LUA}\n{}\nlocal function record_step(KEYS, ARGV, leave_worker_key)\n{}\nend\nlocal function reserve_step(KEYS, ARGV, worker_key_recorded)\n{}\nend\n{}",
                     include_str!("../lua/strict_json.lua"),
                     include_str!("../lua/record.lua"),
                     include_str!("../lua/reserve.lua"),
