@@ -141,14 +141,11 @@ pub fn reap_orphans() {
     }
 }
 
+/// Makes the read end of a new pipe non-blocking. (Its only other status
+/// flag is its access mode, which F_SETFL leaves alone: no F_GETFL needed.)
 fn set_nonblocking(fd: &OwnedFd) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
-        let _ = fcntl(
-            fd,
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-        );
-    }
+    let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
 }
 
 /// In the forked child: run the function, report, and leave without running

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static AREA_START: AtomicUsize = AtomicUsize::new(0);
 static AREA_LEN: AtomicUsize = AtomicUsize::new(0);
+/// Where the current title ends in the area.
+static TITLE_END: AtomicUsize = AtomicUsize::new(0);
 
 /// The prefix every title starts with.
-pub fn prefix() -> String {
-    format!("resque-{} (resque-fork): ", env!("CARGO_PKG_VERSION"))
-}
+pub const PREFIX: &str = concat!("resque-", env!("CARGO_PKG_VERSION"), " (resque-fork): ");
 
 /// Reads `arg_start arg_end env_start env_end` from `/proc/self/stat`.
 fn argv_area() -> Option<(usize, usize, usize, usize)> {
@@ -51,9 +51,10 @@ pub fn init() {
     }
     AREA_START.store(arg_start, Ordering::Relaxed);
     AREA_LEN.store(end - arg_start, Ordering::Relaxed);
+    TITLE_END.store(end - arg_start, Ordering::Relaxed);
 }
 
-/// Sets the title to `prefix() + state`.
+/// Sets the title to [`PREFIX`] + `state`.
 ///
 /// ```
 /// resque_fork::proctitle::set("Waiting for high,mail"); // a no-op before init()
@@ -64,15 +65,21 @@ pub fn set(state: &str) {
     if start == 0 || len < 2 {
         return;
     }
-    let title = format!("{}{state}", prefix());
-    let bytes = title.as_bytes();
-    let n = bytes.len().min(len - 1);
+    let (prefix, state) = (PREFIX.as_bytes(), state.as_bytes());
+    // Room for a terminating NUL.
+    let room = len - 1;
+    let p = prefix.len().min(room);
+    let n = (p + state.len()).min(room);
     // SAFETY: [start, start+len) is this process's own argv (and moved-out
     // environment) area as the kernel reports it; nothing else reads it after
     // init() (args were parsed, environment strings were copied).
     unsafe {
         let area = std::slice::from_raw_parts_mut(start as *mut u8, len);
-        area[..n].copy_from_slice(&bytes[..n]);
-        area[n..].fill(0);
+        area[..p].copy_from_slice(&prefix[..p]);
+        area[p..n].copy_from_slice(&state[..n - p]);
+        // Only what the last title used needs clearing (all of the area
+        // the first time, where argv and the environment were).
+        let used = TITLE_END.swap(n, Ordering::Relaxed).clamp(n, len);
+        area[n..used].fill(0);
     }
 }

@@ -7,9 +7,14 @@
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Set by the handler once its byte is in the pipe: while it is clear the
+/// pipe is empty, and [`SignalPipe::drain`] makes no system call (it runs
+/// several times per job). The process is single-threaded, so the handler
+/// has run to its end whenever the loop looks.
+static PENDING: AtomicBool = AtomicBool::new(false);
 /// The process that installed the handlers: the pipe is its own.
 static OWNER: AtomicI32 = AtomicI32::new(0);
 
@@ -36,6 +41,7 @@ extern "C" fn on_signal(signo: libc::c_int) {
             let byte = signo as u8;
             libc::write(fd, (&byte as *const u8).cast(), 1);
         }
+        PENDING.store(true, Ordering::Relaxed);
         *libc::__errno_location() = errno;
     }
 }
@@ -98,15 +104,24 @@ impl SignalPipe {
     /// Every signal received since the last call, in arrival order.
     pub fn drain(&self) -> Vec<Signal> {
         let mut out = Vec::new();
+        if !PENDING.swap(false, Ordering::Relaxed) {
+            return out;
+        }
         let mut buf = [0u8; 64];
         loop {
             match nix::unistd::read(&self.read, &mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => out.extend(
-                    buf[..n]
-                        .iter()
-                        .filter_map(|&b| Signal::try_from(i32::from(b)).ok()),
-                ),
+                Ok(n) => {
+                    out.extend(
+                        buf[..n]
+                            .iter()
+                            .filter_map(|&b| Signal::try_from(i32::from(b)).ok()),
+                    );
+                    // A short read emptied the pipe.
+                    if n < buf.len() {
+                        break;
+                    }
+                }
             }
         }
         out

@@ -159,6 +159,11 @@ impl Job {
         self.args_raw.get().to_string()
     }
 
+    /// The same, borrowed.
+    pub fn args_text(&self) -> &str {
+        self.args_raw.get()
+    }
+
     /// The payload's `id` (php-resque, node-resque and our own enqueue set it).
     pub fn id(&self) -> Option<&str> {
         match self.fields.get("id") {

@@ -15,9 +15,11 @@ const STARTED_NOTE_AFTER: Duration = Duration::from_millis(10);
 pub(super) struct StartedNote<'a> {
     due: Instant,
     in_flight: &'a [u8],
-    started: &'a [u8],
     job_id: Option<&'a str>,
     pid: i32,
+    /// The record with the job's process group, made when the note is
+    /// due (most jobs end before: nothing to make).
+    started: Option<Vec<u8>>,
 }
 
 impl Worker<'_> {
@@ -53,18 +55,17 @@ impl Worker<'_> {
         let pid = process.pid();
         log::debug!("{}: running as pid {pid}", job_label(job));
         proctitle::set(&format!("Forked {pid} at {}", timefmt::now_epoch()));
-        // The job process leads its own process group: pgid = pid.
-        let started_record = crate::payload::with_pgid(in_flight, pid);
         let now = Instant::now();
-        let mut note = started_record.as_deref().map(|started| StartedNote {
+        let mut note = StartedNote {
             due: now + STARTED_NOTE_AFTER,
             in_flight,
-            started,
             job_id: job.id(),
             pid,
-        });
+            started: None,
+        };
         let mut clock = JobClock::start(now, self.settings.limits.timeout, self.settings.kill);
         let status = self.watch(&mut process, &mut clock, &mut note);
+        let started_record = note.started;
         let ended = process.outcome(status);
         if clock.timed_out() {
             let limit = self.settings.limits.timeout.unwrap_or_default();
@@ -112,13 +113,20 @@ impl Worker<'_> {
         &mut self,
         process: &mut JobProcess,
         clock: &mut JobClock,
-        note: &mut Option<StartedNote<'_>>,
+        note: &mut StartedNote<'_>,
     ) -> WaitStatus {
+        let mut note_due = true;
+        // A process started a moment ago has not ended yet: the first look
+        // is the poll below (its end wakes it, by SIGCHLD on the signal
+        // pipe), which saves a wait4 per job.
+        let mut just_started = true;
         loop {
-            if let Some(status) = process.try_reap() {
-                return status;
+            if !std::mem::take(&mut just_started) {
+                if let Some(status) = process.try_reap() {
+                    return status;
+                }
             }
-            let next = match (clock.next(), note.as_ref().map(|n| n.due)) {
+            let next = match (clock.next(), note_due.then_some(note.due)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -128,12 +136,20 @@ impl Worker<'_> {
             process.read_pipes();
             self.handle_signals(Some((process, &mut *clock)));
             let now = Instant::now();
-            if let Some(n) = note.take_if(|n| n.due <= now) {
-                if let Err(e) =
-                    self.store
-                        .job_started(&self.me.id, n.in_flight, n.started, n.job_id, n.pid)
-                {
-                    log::warn!("{e}");
+            if note_due && note.due <= now {
+                note_due = false;
+                // The job process leads its own process group: pgid = pid.
+                note.started = crate::payload::with_pgid(note.in_flight, note.pid);
+                if let Some(started) = &note.started {
+                    if let Err(e) = self.store.job_started(
+                        &self.me.id,
+                        note.in_flight,
+                        started,
+                        note.job_id,
+                        note.pid,
+                    ) {
+                        log::warn!("{e}");
+                    }
                 }
             }
             let due = clock.due(now);

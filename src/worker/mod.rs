@@ -363,7 +363,12 @@ impl<'r> Worker<'r> {
         let mut figures = None;
         let (failure, status_key, pid_key, label) = match parsed {
             Ok(job) => {
-                let label = job_label(&job);
+                // (Built only for the log lines that use it.)
+                let label = if log::log_enabled!(target: "resque_fork::job", log::Level::Info) {
+                    job_label(&job)
+                } else {
+                    String::new()
+                };
                 log::info!(target: "resque_fork::job", "{label}: started");
                 proctitle::set(&format!(
                     "Processing {} since {} [{}]",
