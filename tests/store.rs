@@ -398,3 +398,32 @@ fn a_record_that_cannot_be_filed_reserves_nothing() {
     );
     assert_eq!(redis.int("resque:stat:processed"), 0);
 }
+
+/// The reserve step says whether the job has a php status record, so the
+/// record step looks for one only where there is one.
+#[test]
+fn the_reserve_step_says_whether_the_job_has_a_status_record() {
+    let redis = RedisServer::start();
+    redis.push("q", r#"{"class":"A","args":[],"id":"plain"}"#);
+    redis.push("q", r#"{"class":"A","args":[],"id":"tracked"}"#);
+    redis.push("q", r#"{"class":"A","args":[]}"#);
+    let _: () = redis::cmd("SET")
+        .arg("resque:job:tracked:status")
+        .arg(r#"{"status":1,"updated":1,"started":1,"result":null}"#)
+        .query(&mut redis.conn())
+        .unwrap();
+    let mut s = store(&redis);
+    let mut tracked = Vec::new();
+    for _ in 0..3 {
+        let Reserved::Job { status_tracked, .. } = reserve(&mut s) else {
+            panic!("no job")
+        };
+        tracked.push(status_tracked);
+        // (As if recorded: the next reserve takes the next job.)
+        let _: () = redis::cmd("DEL")
+            .arg("resque:worker:h:1:q")
+            .query(&mut redis.conn())
+            .unwrap();
+    }
+    assert_eq!(tracked, [false, true, false]);
+}

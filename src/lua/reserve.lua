@@ -8,7 +8,9 @@
 -- worker:ID already holds a job under our token (an earlier reserve whose
 -- reply was lost: the worker resumes it instead of overwriting it), {-3,
 -- record} when it holds one under another process's token (never ours to
--- run), else {queue index (1-based), payload, the worker:ID record}.
+-- run), else {queue index (1-based), payload, the worker:ID record, 1 when
+-- the job has a php status record (0: its record step need not look for one,
+-- since enqueuers create it before the push, never later)}.
 local token_field = ',"token":"' .. ARGV[6] .. '"}'
 -- (Not read when it is known to hold only the job a chained record step just
 -- recorded, which this reserve replaces.)
@@ -72,11 +74,14 @@ if raw then
   local record = '{"queue":' .. queue .. ',"run_at":' .. ARGV[1] ..
     ',"payload":' .. payload .. ',"worker":' .. ARGV[2] .. token_field
   redis.call('SET', KEYS[1], record)
+  local tracked = 0
   if job and type(job.id) == 'string' and job.id ~= '' then
     local pfx = ''
     if type(job.prefix) == 'string' and job.prefix ~= '' then pfx = job.prefix .. '_' end
-    set_status(ARGV[3] .. 'job:' .. pfx .. job.id .. ':status', 2, ARGV[4])
+    if set_status(ARGV[3] .. 'job:' .. pfx .. job.id .. ':status', 2, ARGV[4]) then
+      tracked = 1
+    end
   end
-  return {index - 2, raw, record}
+  return {index - 2, raw, record, tracked}
 end
 return {0}

@@ -94,6 +94,10 @@ pub enum Reserved {
         payload: Vec<u8>,
         /// The `worker:ID` value the script wrote; the record step checks it.
         in_flight: Vec<u8>,
+        /// Whether the job had a php status record when it was reserved.
+        /// Enqueuers create one before the push, never later: without one,
+        /// the record step need not look for it.
+        status_tracked: bool,
     },
 }
 
@@ -564,6 +568,7 @@ fn parse_reserve_reply(reply: redis::Value) -> Result<Reserved> {
             queue_index: (i - 1) as usize,
             payload: bytes(items.get(1)).ok_or_else(|| bad("no payload"))?,
             in_flight: bytes(items.get(2)).ok_or_else(|| bad("no record"))?,
+            status_tracked: int(items.get(3)) != Some(0),
         }),
         _ => Err(bad("no status")),
     }

@@ -305,9 +305,10 @@ impl<'r> Worker<'r> {
                     queue_index,
                     payload,
                     in_flight,
+                    status_tracked,
                 } => {
                     let queue = queues.names().get(queue_index).cloned().unwrap_or_default();
-                    chained = self.process(&queue, payload, &in_flight, &queues);
+                    chained = self.process(&queue, payload, &in_flight, &queues, status_tracked);
                     if chained.is_none() {
                         return Ok(Turn::Worked);
                     }
@@ -330,7 +331,8 @@ impl<'r> Worker<'r> {
                     log::warn!(
                         "resuming a job reserved from {queue} whose reserve step did not finish (its reply was lost, or no replica confirmed it)"
                     );
-                    chained = self.process(&queue, payload, &in_flight, &queues);
+                    // (Whether it has a status record is not known here.)
+                    chained = self.process(&queue, payload, &in_flight, &queues, true);
                     if chained.is_none() {
                         return Ok(Turn::Worked);
                     }
@@ -341,13 +343,15 @@ impl<'r> Worker<'r> {
 
     /// Runs (or refuses) one reserved job and records its outcome; when
     /// the worker goes straight on to the next job, the record step also
-    /// reserves it from `next_from`, and that is returned.
+    /// reserves it from `next_from`, and that is returned. `status_tracked`
+    /// false: the job has no php status record to finish.
     fn process(
         &mut self,
         queue: &str,
         payload: Vec<u8>,
         in_flight: &[u8],
         next_from: &QueueSet,
+        status_tracked: bool,
     ) -> Option<Reserved> {
         self.jobs_done += 1;
         let started = Instant::now();
@@ -379,7 +383,10 @@ impl<'r> Worker<'r> {
                 let waited = job.enqueued_at().map(|t| timefmt::now_fraction() - t);
                 let ran = self.run_job(&job, in_flight);
                 let keys = self.store.keys();
-                let status = job.id().map(|id| keys.job_status(job.status_prefix(), id));
+                let status = job
+                    .id()
+                    .filter(|_| status_tracked)
+                    .map(|id| keys.job_status(job.status_prefix(), id));
                 let pid = job
                     .id()
                     .zip(ran.pid)
