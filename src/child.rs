@@ -110,7 +110,7 @@ pub fn start(
                     // SAFETY: leaving the copy of the worker without running its destructors.
                     unsafe { libc::_exit(1) }
                 }
-                run_rust_child(job, registry, write, worker_id, exec.keeps_redis_env())
+                run_rust_child(job, registry, write)
             }
             Ok(ForkResult::Parent { child }) => {
                 Ok(JobProcess::new(child, Kind::Rust, Some(read), None))
@@ -129,6 +129,27 @@ pub fn start(
             Some(read),
         ))
     }
+}
+
+/// Makes the worker what its Rust jobs' processes start as: their
+/// environment (`RESQUE_WORKER`, named like an exec job's so a pruner can
+/// tell this job's own processes from others (see `prune`), and no Redis
+/// credentials unless `keep_redis_env`) and the panic hook that keeps a
+/// panic's location for the failure record. Done once, in the worker, after
+/// its settings are read and its exec jobs' environment is built: a forked
+/// job process that did it itself wrote to pages it shares with the worker,
+/// a copy-on-write fault each, for every job (a quarter of a no-op Rust
+/// job's cost on a 2-core VM).
+pub fn prepare_job_process(worker_id: &str, keep_redis_env: bool) {
+    // (The worker is single-threaded: changing its environment is safe.)
+    std::env::set_var("RESQUE_WORKER", worker_id);
+    if !keep_redis_env {
+        for var in crate::handlers::exec::REDIS_ENV_VARS {
+            std::env::remove_var(var);
+        }
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(crate::handlers::registry::capture_panic_locations);
 }
 
 /// Reaps every child that has exited, while no job runs: orphans a worker
@@ -152,28 +173,19 @@ fn set_nonblocking(fd: &OwnedFd) {
 /// the worker's destructors (its Redis connection belongs to the parent).
 /// Whatever happens, the child ends in `_exit`: nothing may unwind back into
 /// the worker's code, which would run its cleanup over its Redis socket.
-fn run_rust_child(
-    job: &Job,
-    registry: &Registry,
-    report: OwnedFd,
-    worker_id: &str,
-    keep_redis_env: bool,
-) -> ! {
+fn run_rust_child(job: &Job, registry: &Registry, report: OwnedFd) -> ! {
     let body = std::panic::AssertUnwindSafe(|| {
-        // (The process is single-threaded: changing its environment is safe.)
-        // Named like an exec job's, so a pruner can tell this job's own
-        // processes from others (see `prune`).
-        std::env::set_var("RESQUE_WORKER", worker_id);
-        if !keep_redis_env {
-            for var in crate::handlers::exec::REDIS_ENV_VARS {
-                std::env::remove_var(var);
-            }
-        }
-        crate::handlers::registry::capture_panic_locations();
+        // (Its environment and panic hook were made ready by the worker:
+        // see `prepare_job_process`.)
         let failure = registry.perform_in_job_process(job);
-        let mut text = serde_json::to_vec(&failure).unwrap_or_default();
+        // A completed job's report needs no allocation (every write to the
+        // heap here is a copy-on-write fault).
+        let mut text = match &failure {
+            None => Vec::new(),
+            Some(_) => serde_json::to_vec(&failure).unwrap_or_default(),
+        };
         text.truncate(REPORT_LIMIT);
-        let mut rest = &text[..];
+        let mut rest: &[u8] = if failure.is_none() { b"null" } else { &text };
         while !rest.is_empty() {
             match nix::unistd::write(&report, rest) {
                 Ok(n) => rest = &rest[n..],

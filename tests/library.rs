@@ -340,3 +340,41 @@ fn rust_jobs_ask_for_retries_and_registered_policies_apply() {
     assert_eq!(failures[0]["payload"]["id"], "f1");
     assert_eq!(failures[0]["exception"], "MyApp::Flap");
 }
+
+/// A Rust job's process, and what it starts, see the worker's id in
+/// RESQUE_WORKER (the pruner's mark) and no Redis address unless
+/// JOB_ENV_KEEP_REDIS; the worker sets both up once, not each job process.
+#[test]
+fn what_a_rust_job_starts_sees_the_worker_id_and_no_redis_address() {
+    let redis = RedisServer::start();
+    let jobs = JobsDir::new();
+    let outbox = jobs.scratch("outbox");
+    std::fs::create_dir(&outbox).unwrap();
+    for keep in [false, true] {
+        redis.push("q", r#"{"class":"Env","args":[]}"#);
+        let mut cmd = example(&redis, &jobs);
+        cmd.env("OUTBOX", &outbox);
+        if keep {
+            cmd.env("JOB_ENV_KEEP_REDIS", "1");
+        }
+        let out = run(cmd);
+        assert!(out.status.success(), "{out:?}");
+        let seen = std::fs::read_to_string(outbox.join("env"))
+            .unwrap_or_else(|e| panic!("{e}: {:?} {out:?}", redis.failures()));
+        let (worker, url) = seen.trim().split_once(' ').unwrap();
+        assert!(
+            worker.starts_with(&format!("{}:", hostname())) && worker.ends_with(":q"),
+            "{seen}"
+        );
+        assert_eq!(
+            url,
+            if keep {
+                redis.url()
+            } else {
+                "none".to_string()
+            }
+        );
+    }
+    assert_eq!(redis.int("resque:stat:processed"), 2);
+    assert!(redis.failures().is_empty());
+}

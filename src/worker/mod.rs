@@ -183,14 +183,16 @@ impl<'r> Worker<'r> {
             .as_ref()
             .map(|s| Promoter::new(s, me.id.clone()))
             .transpose()?;
+        let exec = ExecHandler::new(
+            settings.jobs_dir.clone(),
+            settings.limits.memory_bytes,
+            settings.job_env_keep_redis,
+        );
+        child::prepare_job_process(&me.id, settings.job_env_keep_redis);
         Ok(Worker {
             doorbells,
             me,
-            exec: ExecHandler::new(
-                settings.jobs_dir.clone(),
-                settings.limits.memory_bytes,
-                settings.job_env_keep_redis,
-            ),
+            exec,
             settings,
             store,
             registry,
