@@ -180,12 +180,12 @@ fn run_rust_child(job: &Job, registry: &Registry, report: OwnedFd) -> ! {
         let failure = registry.perform_in_job_process(job);
         // A completed job's report needs no allocation (every write to the
         // heap here is a copy-on-write fault).
-        let mut text = match &failure {
-            None => Vec::new(),
-            Some(_) => serde_json::to_vec(&failure).unwrap_or_default(),
-        };
-        text.truncate(REPORT_LIMIT);
-        let mut rest: &[u8] = if failure.is_none() { b"null" } else { &text };
+        let text = failure.as_ref().map(|f| {
+            let mut text = serde_json::to_vec(f).unwrap_or_default();
+            text.truncate(REPORT_LIMIT);
+            text
+        });
+        let mut rest: &[u8] = text.as_deref().unwrap_or(b"null");
         while !rest.is_empty() {
             match nix::unistd::write(&report, rest) {
                 Ok(n) => rest = &rest[n..],

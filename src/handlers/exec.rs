@@ -56,7 +56,6 @@ pub const REDIS_ENV_VARS: &[&str] = &[
 pub struct ExecHandler {
     jobs_dir: PathBuf,
     memory_limit: Option<u64>,
-    keep_redis_env: bool,
     /// The worker's environment as every job gets it (`KEY=value`), built
     /// once: without the Redis variables (unless kept) and the per-job ones.
     base_env: Vec<CString>,
@@ -95,7 +94,6 @@ impl ExecHandler {
         ExecHandler {
             jobs_dir,
             memory_limit,
-            keep_redis_env,
             base_env,
             reset_signals: crate::signals::HANDLED
                 .iter()
@@ -103,11 +101,6 @@ impl ExecHandler {
                 .chain([nix::sys::signal::Signal::SIGPIPE])
                 .collect(),
         }
-    }
-
-    /// Whether jobs get [`REDIS_ENV_VARS`].
-    pub fn keeps_redis_env(&self) -> bool {
-        self.keep_redis_env
     }
 
     /// The directory searched for programs.
@@ -221,6 +214,6 @@ fn args_file(job: &Job) -> std::io::Result<File> {
     let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     // At offset 0 without moving the file's offset, which so stays at the
     // start for the program (one system call instead of a write and a seek).
-    std::os::unix::fs::FileExt::write_all_at(&file, job.args_text().as_bytes(), 0)?;
+    std::os::unix::fs::FileExt::write_all_at(&file, job.args_json().as_bytes(), 0)?;
     Ok(file)
 }

@@ -155,12 +155,7 @@ impl Job {
 
     /// The `args` array as JSON text, byte for byte as in the payload, as
     /// handed to exec-handler programs.
-    pub fn args_json(&self) -> String {
-        self.args_raw.get().to_string()
-    }
-
-    /// The same, borrowed.
-    pub fn args_text(&self) -> &str {
+    pub fn args_json(&self) -> &str {
         self.args_raw.get()
     }
 

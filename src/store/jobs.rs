@@ -180,16 +180,8 @@ impl Store {
         // per job would cost more than running the script.
         call.packed_keys(&queues.packed_keys, queues.keys.len());
         // (run_at is an ISO 8601 time: nothing in it needs escaping.)
-        call.arg_parts(&[b"\"", run_at.as_bytes(), b"\""]);
-        if self.step_keys.name_arg.is_empty() || self.step_keys.name != me.name {
-            self.step_keys.name.clone_from(&me.name);
-            self.step_keys.name_arg.clear();
-            bulk(
-                &mut self.step_keys.name_arg,
-                json_string(&me.name).as_bytes(),
-            );
-        }
-        call.packed_arg(&self.step_keys.name_arg)
+        call.arg_parts(&[b"\"", run_at.as_bytes(), b"\""])
+            .packed_arg(self.step_keys.name_arg(&me.name))
             .arg(self.keys.prefix())
             .int(now)
             .arg(if honour_pause { "1" } else { "0" })
@@ -426,6 +418,16 @@ impl StepKeys {
             name: String::new(),
             name_arg: Vec::new(),
         }
+    }
+
+    /// `name` as a packed JSON string, made again only when it changes.
+    fn name_arg(&mut self, name: &str) -> &[u8] {
+        if self.name_arg.is_empty() || self.name != name {
+            self.name = name.to_string();
+            self.name_arg.clear();
+            bulk(&mut self.name_arg, json_string(name).as_bytes());
+        }
+        &self.name_arg
     }
 }
 
