@@ -194,6 +194,10 @@ fn worker_id_is_strict_json_whatever_the_payload() {
                 .as_bytes(),
             "as is",
         ),
+        // The bytes at the edges of printable ASCII, which the common path
+        // takes without looking for escapes or UTF-8.
+        (br#"{"class":"A","args":["] ~[!#-", 0, -1e-7]}"#, "as is"),
+        (b"{\"class\":\"A\",\"args\":[\"del\x7f\"]}", "as is"),
         (br#"{"class":"A","args":[0x1F]}"#, "raw"),
         (br#"{"class":"A","args":[NaN]}"#, "raw"),
         (br#"{"class":"A","args":[-Infinity]}"#, "raw"),

@@ -8,15 +8,17 @@
 -- record step refuses (a failure record that cannot be filed), its error,
 -- and nothing is reserved.
 local nkeys, nargs = tonumber(ARGV[1]), tonumber(ARGV[2])
-local record_keys, record_args, reserve_keys, reserve_args = {}, {}, {}, {}
-for i = 1, #KEYS do
-  if i <= nkeys then record_keys[#record_keys + 1] = KEYS[i]
-  else reserve_keys[#reserve_keys + 1] = KEYS[i] end
+-- (unpack copies in C, and sizes each table once; it takes a few thousand
+-- values at most, and a '*' worker's queue keys may be more.)
+local function slice(t, from, to)
+  if to - from < 4000 then return {unpack(t, from, to)} end
+  local out = {}
+  for i = from, to do out[#out + 1] = t[i] end
+  return out
 end
-for i = 3, #ARGV do
-  if i <= 2 + nargs then record_args[#record_args + 1] = ARGV[i]
-  else reserve_args[#reserve_args + 1] = ARGV[i] end
-end
+local record_keys, reserve_keys = slice(KEYS, 1, nkeys), slice(KEYS, nkeys + 1, #KEYS)
+local record_args = slice(ARGV, 3, 2 + nargs)
+local reserve_args = slice(ARGV, 3 + nargs, #ARGV)
 -- A record step that recorded the job leaves worker:ID (the finished job's
 -- record) to the reserve step, which replaces it with the next job's or,
 -- when there is none, deletes it here.

@@ -31,7 +31,11 @@ if #KEYS < 3 then return {0} end
 -- and a '*' list may name tens of thousands of queues. Older servers take one
 -- LPOP per queue.
 local raw, index
-if redis.REDIS_VERSION_NUM and redis.REDIS_VERSION_NUM >= 0x070000 then
+if #KEYS == 3 then
+  -- (One queue, the common case: LMPOP's argument list is not worth it.)
+  raw = redis.call('LPOP', KEYS[3])
+  if raw then index = 3 end
+elseif redis.REDIS_VERSION_NUM and redis.REDIS_VERSION_NUM >= 0x070000 then
   local CHUNK = 1000
   for first = 3, #KEYS, CHUNK do
     local last = math.min(first + CHUNK - 1, #KEYS)

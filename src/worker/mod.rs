@@ -389,9 +389,12 @@ impl<'r> Worker<'r> {
                     .id()
                     .filter(|_| status_tracked)
                     .map(|id| keys.job_status(job.status_prefix(), id));
+                // php's pid key exists only once the started note wrote it:
+                // a job that ended sooner leaves none to look for.
                 let pid = job
                     .id()
                     .zip(ran.pid)
+                    .filter(|_| ran.started_record.is_some())
                     .map(|(id, pid)| (keys.job_pid(id), pid));
                 started_record = ran.started_record;
                 let failure = ran.ended.into_failure();
