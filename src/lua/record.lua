@@ -5,7 +5,8 @@
 -- KEYS[4] stat:failed  KEYS[5] stat:failed:ID  KEYS[6] failed
 -- ARGV[1] the worker:ID record written at reserve   ARGV[2] state (3 or 4)
 -- ARGV[3] failure record ('' when the job succeeded)   ARGV[4] now (epoch s)
--- ARGV[5] status key ('' when the job has no id)   ARGV[6] pid key ('' likewise)
+-- ARGV[5] status key ('' when the job has no id)   ARGV[6] pid key ('' likewise,
+-- and when no started note wrote one)
 -- ARGV[7] the pid written to the pid key
 -- ARGV[8] the record with the job's process group (lua/started.lua), which
 --         worker:ID holds instead when that write landed

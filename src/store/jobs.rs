@@ -114,8 +114,9 @@ pub struct Outcome<'a> {
     pub failure_record: Option<&'a str>,
     /// php status key of the job, when it has an `id`.
     pub status_key: Option<&'a str>,
-    /// php pid key of the job, when it has an `id`, and the pid written
-    /// there: the key is deleted only while it still holds that pid.
+    /// php pid key of the job, when it has an `id` and the started note
+    /// wrote it, and the pid written there: the key is deleted only while
+    /// it still holds that pid.
     pub pid_key: Option<(&'a str, i32)>,
     pub now: i64,
     /// What a retried job writes (contract 13); `None` for most jobs.
