@@ -222,12 +222,11 @@ impl JobProcess {
     }
 
     /// The pipes still open, to poll for readability.
-    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         self.report
             .iter()
             .chain(self.stderr.iter())
             .map(|f| f.as_fd())
-            .collect()
     }
 
     /// Reads whatever the pipes hold now, without blocking.
@@ -336,11 +335,19 @@ impl JobProcess {
 /// last `limit`). Returns true at end of file or on an error.
 fn drain(fd: &OwnedFd, buf: &mut Vec<u8>, limit: usize, tail: bool) -> bool {
     use std::os::fd::AsRawFd;
+    // Room grows to 8 KiB only once a read has filled what there was: most
+    // jobs write a few bytes or nothing, and 8 KiB per pipe and job, freed
+    // again, sent the worker's allocator through its bins every job (and
+    // each page it writes costs a fault after a fork).
+    let mut want = 256;
     loop {
         // Read straight into the buffer's spare room: a zeroed 8 KiB chunk
         // per read was a good part of the worker's work per job.
-        buf.reserve(8192);
+        if buf.len() == buf.capacity() {
+            buf.reserve(want);
+        }
         let spare = buf.spare_capacity_mut();
+        let room = spare.len();
         // SAFETY: read writes at most spare.len() bytes into the spare
         // capacity, and set_len below covers exactly the bytes it wrote.
         let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
@@ -356,12 +363,43 @@ fn drain(fd: &OwnedFd, buf: &mut Vec<u8>, limit: usize, tail: bool) -> bool {
         }
         // SAFETY: the first n bytes of the spare room were just written.
         unsafe { buf.set_len(buf.len() + n as usize) };
+        if n as usize == room {
+            want = 8192;
+        }
         if tail {
             if buf.len() > limit {
                 buf.drain(..buf.len() - limit);
             }
         } else {
             buf.truncate(limit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drain;
+
+    /// A pipe holding `data`, its write end closed.
+    fn pipe_with(data: &[u8]) -> std::os::fd::OwnedFd {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        assert_eq!(nix::unistd::write(&write, data).unwrap(), data.len());
+        read
+    }
+
+    #[test]
+    fn drain_keeps_the_first_or_last_bytes_whatever_the_reads_take() {
+        // Around the first small read, around the 8 KiB ones, and past the
+        // limit (a pipe holds 64 KiB, so all of it is written up front).
+        for size in [0, 1, 255, 256, 257, 1000, 1001, 8448, 9000, 60_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let keep = size.min(1000);
+            let mut head = Vec::new();
+            assert!(drain(&pipe_with(&data), &mut head, 1000, false), "{size}");
+            assert_eq!(head, data[..keep], "first bytes of {size}");
+            let mut tail = Vec::new();
+            assert!(drain(&pipe_with(&data), &mut tail, 1000, true), "{size}");
+            assert_eq!(tail, data[size - keep..], "last bytes of {size}");
         }
     }
 }

@@ -60,26 +60,75 @@ pub fn init() {
 /// resque_fork::proctitle::set("Waiting for high,mail"); // a no-op before init()
 /// ```
 pub fn set(state: &str) {
+    set_fmt(format_args!("{state}"));
+}
+
+/// [`set`] with the state formatted straight into the title, so that a
+/// worker's per-job titles allocate nothing.
+///
+/// ```
+/// let pid = 4242;
+/// resque_fork::proctitle::set_fmt(format_args!("Forked {pid}")); // a no-op before init()
+/// ```
+pub fn set_fmt(state: std::fmt::Arguments<'_>) {
     let start = AREA_START.load(Ordering::Relaxed);
     let len = AREA_LEN.load(Ordering::Relaxed);
     if start == 0 || len < 2 {
         return;
     }
-    let (prefix, state) = (PREFIX.as_bytes(), state.as_bytes());
-    // Room for a terminating NUL.
-    let room = len - 1;
-    let p = prefix.len().min(room);
-    let n = (p + state.len()).min(room);
     // SAFETY: [start, start+len) is this process's own argv (and moved-out
     // environment) area as the kernel reports it; nothing else reads it after
     // init() (args were parsed, environment strings were copied).
-    unsafe {
-        let area = std::slice::from_raw_parts_mut(start as *mut u8, len);
-        area[..p].copy_from_slice(&prefix[..p]);
-        area[p..n].copy_from_slice(&state[..n - p]);
-        // Only what the last title used needs clearing (all of the area
-        // the first time, where argv and the environment were).
-        let used = TITLE_END.swap(n, Ordering::Relaxed).clamp(n, len);
-        area[n..used].fill(0);
+    let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
+    // Room for a terminating NUL.
+    let mut title = Title {
+        area: &mut area[..len - 1],
+        at: 0,
+    };
+    let _ = std::fmt::Write::write_str(&mut title, PREFIX);
+    let _ = std::fmt::Write::write_fmt(&mut title, state);
+    let n = title.at;
+    // Only what the last title used needs clearing (all of the area the
+    // first time, where argv and the environment were).
+    let used = TITLE_END.swap(n, Ordering::Relaxed).clamp(n, len);
+    area[n..used].fill(0);
+}
+
+/// Writes into the title area, cutting off what does not fit.
+struct Title<'a> {
+    area: &'a mut [u8],
+    at: usize,
+}
+
+impl std::fmt::Write for Title<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.area.len() - self.at);
+        self.area[self.at..self.at + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.at += n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Title;
+    use std::fmt::Write;
+
+    #[test]
+    fn a_title_longer_than_the_area_is_cut_off_at_its_end() {
+        let mut area = [0u8; 12];
+        let mut title = Title {
+            area: &mut area,
+            at: 0,
+        };
+        write!(title, "resque-0.1: {}", 4242).unwrap();
+        assert_eq!(title.at, 12);
+        assert_eq!(&area, b"resque-0.1: ");
+        let mut title = Title {
+            area: &mut area,
+            at: 0,
+        };
+        title.write_str("ab").unwrap();
+        assert_eq!(title.at, 2);
     }
 }

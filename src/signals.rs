@@ -169,14 +169,26 @@ pub fn restore(mask: SigSet) {
 /// Waits until one of `fds` is readable or `timeout` passes (EINTR counts as
 /// a wake-up: callers re-check everything).
 pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: std::time::Duration) {
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    // A few descriptors, the usual case, need no allocation: this runs once
+    // or more per job.
+    const ON_STACK: usize = 8;
+    let unused = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let mut on_stack = [unused; ON_STACK];
+    let mut on_heap = Vec::new();
+    let pollfds: &mut [libc::pollfd] = if fds.len() <= ON_STACK {
+        &mut on_stack[..fds.len()]
+    } else {
+        on_heap.resize(fds.len(), unused);
+        &mut on_heap
+    };
+    for (slot, fd) in pollfds.iter_mut().zip(fds) {
+        slot.fd = fd.as_raw_fd();
+        slot.events = libc::POLLIN;
+    }
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // Round up so a sub-millisecond remainder does not spin.
     let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };

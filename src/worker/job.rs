@@ -54,7 +54,7 @@ impl Worker<'_> {
         };
         let pid = process.pid();
         log::debug!("{}: running as pid {pid}", job_label(job));
-        proctitle::set(&format!("Forked {pid} at {}", timefmt::now_epoch()));
+        proctitle::set_fmt(format_args!("Forked {pid} at {}", timefmt::now_epoch()));
         let now = Instant::now();
         let mut note = StartedNote {
             due: now + STARTED_NOTE_AFTER,
@@ -130,9 +130,15 @@ impl Worker<'_> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let mut fds = vec![self.signals.fd()];
-            fds.extend(process.fds());
-            signals::wait_readable(&fds, self.until_deadline(next));
+            // (On the stack: while a job runs, every heap page the worker
+            // writes costs it a fault, the fork having shared them all.)
+            let mut fds = [self.signals.fd(); 3];
+            let mut n = 1;
+            for (slot, fd) in fds[1..].iter_mut().zip(process.fds()) {
+                *slot = fd;
+                n += 1;
+            }
+            signals::wait_readable(&fds[..n], self.until_deadline(next));
             process.read_pipes();
             self.handle_signals(Some((process, &mut *clock)));
             let now = Instant::now();

@@ -376,7 +376,7 @@ impl<'r> Worker<'r> {
                     String::new()
                 };
                 log::info!(target: "resque_fork::job", "{label}: started");
-                proctitle::set(&format!(
+                proctitle::set_fmt(format_args!(
                     "Processing {} since {} [{}]",
                     printable(queue),
                     timefmt::now_epoch(),
