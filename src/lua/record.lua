@@ -9,7 +9,7 @@
 -- and when no started note wrote one)
 -- ARGV[7] the pid written to the pid key
 -- ARGV[8] the record with the job's process group (lua/started.lua), which
---         worker:ID holds instead when that write landed
+--         worker:ID holds instead when that write landed ('' when none was sent)
 -- The job's figures (contract 14), '' when not passed: ARGV[9] the metrics
 -- hash  ARGV[10] its outcome field  ARGV[11] its duration bucket field
 -- ARGV[12] its duration sum field  ARGV[13] the duration in microseconds
@@ -33,7 +33,7 @@
 -- the same id running elsewhere may have written its own since.
 if ARGV[6] ~= '' and string_at(ARGV[6]) == ARGV[7] then redis.call('DEL', ARGV[6]) end
 local held = string_at(KEYS[1])
-if held ~= ARGV[1] and held ~= ARGV[8] then return {0} end
+if held ~= ARGV[1] and (ARGV[8] == '' or held ~= ARGV[8]) then return {0} end
 local failing = ARGV[3] ~= ''
 local retry = ARGV[17] or ''
 local bucket, stamps, schedule, due

@@ -156,14 +156,15 @@ impl Store {
         now: i64,
         honour_pause: bool,
     ) -> Result<Reserved> {
-        let cmd = self
-            .reserve_call(me, queues, run_at, now, honour_pause)
-            .evalsha(self.scripts.reserve.get_hash());
-        let reply: redis::Value = self.with_conn_replicated(
+        let call = self.reserve_call(me, queues, run_at, now, honour_pause);
+        let mut cmd = std::mem::take(&mut self.scratch.command);
+        call.evalsha_into(self.scripts.reserve.get_hash(), &mut cmd);
+        let reply: Result<redis::Value> = self.with_conn_replicated(
             || format!("reserving a job for {}", me.id),
             |c, _, s, wanted| super::call_replicated(c, &s.reserve, &cmd, wanted),
-        )?;
-        parse_reserve_reply(reply)
+        );
+        self.scratch.give_back([call], cmd);
+        parse_reserve_reply(reply?)
     }
 
     /// The reserve script's keys and arguments.
@@ -175,7 +176,7 @@ impl Store {
         now: i64,
         honour_pause: bool,
     ) -> Call {
-        let mut call = Call::with_capacity(queues.packed_keys.len() + 128, 256);
+        let mut call = self.scratch.take_call();
         call.packed_keys(&self.step_keys(&me.id).reserve_keys, 2);
         // Packed once per list: with a long '*' list, packing it key by key
         // per job would cost more than running the script.
@@ -273,17 +274,18 @@ impl Store {
     /// accounted for by a pruner), in which case nothing was counted.
     pub fn record(&mut self, outcome: &Outcome<'_>) -> Result<bool> {
         let id = outcome.worker_id;
-        let cmd = self
-            .record_call(outcome)
-            .evalsha(self.scripts.record.get_hash());
-        let reply: Vec<redis::Value> = self.with_conn_replicated(
+        let call = self.record_call(outcome);
+        let mut cmd = std::mem::take(&mut self.scratch.command);
+        call.evalsha_into(self.scripts.record.get_hash(), &mut cmd);
+        let reply: Result<Vec<redis::Value>> = self.with_conn_replicated(
             || format!("recording the outcome of the job of {id}"),
             |c, _, s, wanted| {
                 let (reply, acked) = super::call_replicated(c, &s.record, &cmd, wanted)?;
                 Ok((redis::FromRedisValue::from_redis_value(reply)?, acked))
             },
-        )?;
-        Ok(done_and_skipped(&reply, "recording a job") == 1)
+        );
+        self.scratch.give_back([call], cmd);
+        Ok(done_and_skipped(&reply?, "recording a job") == 1)
     }
 
     /// Records a finished job and reserves the next one, in one step
@@ -303,18 +305,21 @@ impl Store {
     ) -> Result<(bool, Reserved)> {
         let record = self.record_call(outcome);
         let reserve = self.reserve_call(me, queues, run_at, now, true);
-        let cmd =
-            Call::chain(&record, &reserve).evalsha(self.scripts.record_and_reserve.get_hash());
+        let mut chained = self.scratch.take_call();
+        chained.chain(&record, &reserve);
+        let mut cmd = std::mem::take(&mut self.scratch.command);
+        chained.evalsha_into(self.scripts.record_and_reserve.get_hash(), &mut cmd);
         let id = outcome.worker_id;
-        let reply: Vec<redis::Value> = self.with_conn_replicated(
+        let reply: Result<Vec<redis::Value>> = self.with_conn_replicated(
             || format!("recording the job of {id} and reserving the next"),
             |c, _, s, wanted| {
                 let (reply, acked) =
                     super::call_replicated(c, &s.record_and_reserve, &cmd, wanted)?;
                 Ok((redis::FromRedisValue::from_redis_value(reply)?, acked))
             },
-        )?;
-        let mut parts = reply.into_iter();
+        );
+        self.scratch.give_back([record, reserve, chained], cmd);
+        let mut parts = reply?.into_iter();
         let recorded: Vec<redis::Value> = match parts.next() {
             Some(redis::Value::Array(items)) => items,
             _ => Vec::new(),
@@ -334,7 +339,7 @@ impl Store {
             JobState::Complete
         };
         let (pid_key, pid) = outcome.pid_key.unwrap_or(("", 0));
-        let mut call = Call::with_capacity(256, 2 * outcome.in_flight.len() + 512);
+        let mut call = self.scratch.take_call();
         call.packed_keys(&self.step_keys(outcome.worker_id).record_keys, 6);
         let k = &self.keys;
         call.arg(outcome.in_flight)
@@ -344,7 +349,8 @@ impl Store {
             .arg(outcome.status_key.unwrap_or(""))
             .arg(pid_key)
             .int(pid.into())
-            .arg(outcome.in_flight_started.unwrap_or(outcome.in_flight));
+            // ('' when no started note was sent: nothing else to accept.)
+            .arg(outcome.in_flight_started.unwrap_or(b""));
         if outcome.figures.is_some() || outcome.retry.is_some() {
             match outcome.figures {
                 Some(f) => {
@@ -442,16 +448,39 @@ struct Call {
     nargs: usize,
 }
 
-impl Call {
-    fn with_capacity(keys: usize, args: usize) -> Call {
-        Call {
-            keys: Vec::with_capacity(keys),
-            nkeys: 0,
-            args: Vec::with_capacity(args),
-            nargs: 0,
-        }
+/// The buffers of the per-job calls, kept from one call to the next: a busy
+/// worker then builds its commands without allocating (each heap page it
+/// writes while a forked job runs costs it a copy-on-write fault).
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    calls: Vec<Call>,
+    command: Vec<u8>,
+}
+
+impl Scratch {
+    /// An empty call, with the room of an earlier one.
+    fn take_call(&mut self) -> Call {
+        self.calls.pop().unwrap_or_default()
     }
 
+    /// Keeps `calls` and `command`, emptied, for the next calls.
+    fn give_back<const N: usize>(&mut self, calls: [Call; N], mut command: Vec<u8>) {
+        for mut call in calls {
+            call.keys.clear();
+            call.args.clear();
+            (call.nkeys, call.nargs) = (0, 0);
+            // (At most three are in use at once: a record, a reserve and
+            // their chain.)
+            if self.calls.len() < 3 {
+                self.calls.push(call);
+            }
+        }
+        command.clear();
+        self.command = command;
+    }
+}
+
+impl Call {
     fn packed_keys(&mut self, packed: &[u8], n: usize) -> &mut Call {
         self.keys.extend_from_slice(packed);
         self.nkeys += n;
@@ -488,34 +517,29 @@ impl Call {
         self.arg(Digits::int(n).as_bytes())
     }
 
-    /// `first`'s keys and arguments, then `second`'s, as
-    /// `lua/record_then_reserve.lua` splits them: its first two arguments
-    /// say how many of each are `first`'s.
-    fn chain(first: &Call, second: &Call) -> Call {
-        let mut call = Call::with_capacity(
-            first.keys.len() + second.keys.len(),
-            first.args.len() + second.args.len() + 32,
-        );
-        call.int(first.nkeys as i64).int(first.nargs as i64);
-        call.keys.extend_from_slice(&first.keys);
-        call.keys.extend_from_slice(&second.keys);
-        call.nkeys = first.nkeys + second.nkeys;
-        call.args.extend_from_slice(&first.args);
-        call.args.extend_from_slice(&second.args);
-        call.nargs += first.nargs + second.nargs;
-        call
+    /// This (empty) call becomes `first`'s keys and arguments, then
+    /// `second`'s, as `lua/record_then_reserve.lua` splits them: its first
+    /// two arguments say how many of each are `first`'s.
+    fn chain(&mut self, first: &Call, second: &Call) {
+        self.int(first.nkeys as i64).int(first.nargs as i64);
+        self.keys.extend_from_slice(&first.keys);
+        self.keys.extend_from_slice(&second.keys);
+        self.nkeys = first.nkeys + second.nkeys;
+        self.args.extend_from_slice(&first.args);
+        self.args.extend_from_slice(&second.args);
+        self.nargs += first.nargs + second.nargs;
     }
 
-    /// The whole `EVALSHA sha numkeys keys… args…` command.
-    fn evalsha(&self, sha: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.keys.len() + self.args.len() + 96);
-        crate::resp::header(&mut out, b'*', 3 + self.nkeys + self.nargs);
-        bulk(&mut out, b"EVALSHA");
-        bulk(&mut out, sha.as_bytes());
-        bulk(&mut out, Digits::int(self.nkeys as i64).as_bytes());
+    /// The whole `EVALSHA sha numkeys keys… args…` command, into the empty
+    /// `out`.
+    fn evalsha_into(&self, sha: &str, out: &mut Vec<u8>) {
+        out.reserve(self.keys.len() + self.args.len() + 96);
+        crate::resp::header(out, b'*', 3 + self.nkeys + self.nargs);
+        bulk(out, b"EVALSHA");
+        bulk(out, sha.as_bytes());
+        bulk(out, Digits::int(self.nkeys as i64).as_bytes());
         out.extend_from_slice(&self.keys);
         out.extend_from_slice(&self.args);
-        out
     }
 }
 

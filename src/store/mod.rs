@@ -165,6 +165,8 @@ pub struct Store {
     traffic: Traffic,
     /// The per-job steps' keys for the worker last seen, packed once.
     step_keys: jobs::StepKeys,
+    /// The per-job calls' buffers, kept between calls.
+    scratch: jobs::Scratch,
 }
 
 /// What a store has sent, for the worker's exit log and the benchmark.
@@ -223,6 +225,7 @@ impl Store {
             pending_replies: 0,
             traffic: Traffic::default(),
             step_keys: jobs::StepKeys::default(),
+            scratch: jobs::Scratch::default(),
             keys,
             scripts: Scripts {
                 // (On their own, the steps are not chained: see
