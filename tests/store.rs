@@ -431,3 +431,92 @@ fn the_reserve_step_says_whether_the_job_has_a_status_record() {
     }
     assert_eq!(tracked, [false, true, false]);
 }
+
+/// The record step accepts `worker:ID` in either form, as reserved or as
+/// the started note rewrote it, and nothing else: not even an empty string,
+/// which is what the step is given for the started form when no note was
+/// sent.
+#[test]
+fn the_record_step_accepts_the_started_form_only_when_a_note_was_sent() {
+    let redis = RedisServer::start();
+    redis.push("q", r#"{"class":"A","args":[],"id":"j1"}"#);
+    redis.push("q", r#"{"class":"A","args":[],"id":"j2"}"#);
+    let mut s = store(&redis);
+    let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
+        panic!()
+    };
+    let started = resque_fork::payload::with_pgid(&in_flight, 4242).unwrap();
+    s.job_started("h:1:q", &in_flight, &started, Some("j1"), 4242)
+        .unwrap();
+    let outcome = Outcome {
+        failure_record: None,
+        in_flight_started: Some(&started),
+        pid_key: Some(("resque:job:j1:pid", 4242)),
+        ..failed(&in_flight, None)
+    };
+    assert!(s.record(&outcome).unwrap());
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+    assert!(redis.get("resque:job:j1:pid").is_none());
+
+    // Someone else emptied worker:ID: not our job any more.
+    let Reserved::Job { in_flight, .. } = reserve(&mut s) else {
+        panic!()
+    };
+    let _: () = redis::cmd("SET")
+        .arg("resque:worker:h:1:q")
+        .arg("")
+        .query(&mut redis.conn())
+        .unwrap();
+    let outcome = Outcome {
+        failure_record: None,
+        ..failed(&in_flight, None)
+    };
+    assert!(!s.record(&outcome).unwrap());
+    assert_eq!(redis.int("resque:stat:processed"), 1);
+}
+
+/// Over a long list of queues the chained step splits its keys element by
+/// element (past 4,000) or with unpack (below): either way the next job
+/// comes from the first queue in order that holds one.
+#[test]
+fn one_step_over_thousands_of_queues_takes_from_the_first_that_holds_a_job() {
+    for n in [3_000, 4_500] {
+        let redis = RedisServer::start();
+        let names: Vec<String> = (0..n).map(|i| format!("t{i:05}")).collect();
+        redis.push(&names[n - 1], r#"{"class":"Last","args":[]}"#);
+        redis.push(&names[n / 2], r#"{"class":"Middle","args":[1]}"#);
+        redis.push(&names[n / 2], r#"{"class":"Middle","args":[2]}"#);
+        let mut s = store(&redis);
+        let queues = QueueSet::new(s.keys(), names);
+        let mut taken = Vec::new();
+        let mut next = s
+            .reserve(&me("t1"), &queues, "2024-01-15T10:30:00Z", 1, true)
+            .unwrap();
+        while let Reserved::Job {
+            payload, in_flight, ..
+        } = next
+        {
+            taken.push(String::from_utf8(payload).unwrap());
+            let done = Outcome {
+                failure_record: None,
+                ..failed(&in_flight, None)
+            };
+            let (recorded, reserved) = s
+                .record_and_reserve(&done, &me("t1"), &queues, "2024-01-15T10:31:00Z", 2)
+                .unwrap();
+            assert!(recorded, "{n} queues");
+            next = reserved;
+        }
+        assert_eq!(next, Reserved::Empty, "{n} queues");
+        assert_eq!(
+            taken,
+            [
+                r#"{"class":"Middle","args":[1]}"#,
+                r#"{"class":"Middle","args":[2]}"#,
+                r#"{"class":"Last","args":[]}"#
+            ],
+            "{n} queues"
+        );
+        assert_eq!(redis.int("resque:stat:processed"), 3);
+    }
+}
