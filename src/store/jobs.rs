@@ -157,14 +157,33 @@ impl Store {
         honour_pause: bool,
     ) -> Result<Reserved> {
         let call = self.reserve_call(me, queues, run_at, now, honour_pause);
-        let mut cmd = std::mem::take(&mut self.scratch.command);
-        call.evalsha_into(self.scripts.reserve.get_hash(), &mut cmd);
-        let reply: Result<redis::Value> = self.with_conn_replicated(
+        let reply = self.send_call(
+            call,
+            [],
+            |s| &s.reserve,
             || format!("reserving a job for {}", me.id),
-            |c, _, s, wanted| super::call_replicated(c, &s.reserve, &cmd, wanted),
-        );
-        self.scratch.give_back([call], cmd);
-        parse_reserve_reply(reply?)
+        )?;
+        parse_reserve_reply(reply)
+    }
+
+    /// Sends `call` to `script` (with the WAIT that REDIS_MIN_REPLICAS asks
+    /// for), and gives its buffers and those of the calls it was made of,
+    /// `parts`, back to the scratch for the next job.
+    fn send_call<T: redis::FromRedisValue, const N: usize>(
+        &mut self,
+        call: Call,
+        parts: [Call; N],
+        script: fn(&super::Scripts) -> &redis::Script,
+        action: impl Fn() -> String,
+    ) -> Result<T> {
+        let mut cmd = std::mem::take(&mut self.scratch.command);
+        call.evalsha_into(script(&self.scripts).get_hash(), &mut cmd);
+        let reply = self.with_conn_replicated(action, |c, _, s, wanted| {
+            let (reply, acked) = super::call_replicated(c, script(s), &cmd, wanted)?;
+            Ok((T::from_redis_value(reply)?, acked))
+        });
+        self.scratch.give_back(parts.into_iter().chain([call]), cmd);
+        reply
     }
 
     /// The reserve script's keys and arguments.
@@ -275,17 +294,13 @@ impl Store {
     pub fn record(&mut self, outcome: &Outcome<'_>) -> Result<bool> {
         let id = outcome.worker_id;
         let call = self.record_call(outcome);
-        let mut cmd = std::mem::take(&mut self.scratch.command);
-        call.evalsha_into(self.scripts.record.get_hash(), &mut cmd);
-        let reply: Result<Vec<redis::Value>> = self.with_conn_replicated(
+        let reply: Vec<redis::Value> = self.send_call(
+            call,
+            [],
+            |s| &s.record,
             || format!("recording the outcome of the job of {id}"),
-            |c, _, s, wanted| {
-                let (reply, acked) = super::call_replicated(c, &s.record, &cmd, wanted)?;
-                Ok((redis::FromRedisValue::from_redis_value(reply)?, acked))
-            },
-        );
-        self.scratch.give_back([call], cmd);
-        Ok(done_and_skipped(&reply?, "recording a job") == 1)
+        )?;
+        Ok(done_and_skipped(&reply, "recording a job") == 1)
     }
 
     /// Records a finished job and reserves the next one, in one step
@@ -307,19 +322,14 @@ impl Store {
         let reserve = self.reserve_call(me, queues, run_at, now, true);
         let mut chained = self.scratch.take_call();
         chained.chain(&record, &reserve);
-        let mut cmd = std::mem::take(&mut self.scratch.command);
-        chained.evalsha_into(self.scripts.record_and_reserve.get_hash(), &mut cmd);
         let id = outcome.worker_id;
-        let reply: Result<Vec<redis::Value>> = self.with_conn_replicated(
+        let reply: Vec<redis::Value> = self.send_call(
+            chained,
+            [record, reserve],
+            |s| &s.record_and_reserve,
             || format!("recording the job of {id} and reserving the next"),
-            |c, _, s, wanted| {
-                let (reply, acked) =
-                    super::call_replicated(c, &s.record_and_reserve, &cmd, wanted)?;
-                Ok((redis::FromRedisValue::from_redis_value(reply)?, acked))
-            },
-        );
-        self.scratch.give_back([record, reserve, chained], cmd);
-        let mut parts = reply?.into_iter();
+        )?;
+        let mut parts = reply.into_iter();
         let recorded: Vec<redis::Value> = match parts.next() {
             Some(redis::Value::Array(items)) => items,
             _ => Vec::new(),
@@ -464,7 +474,7 @@ impl Scratch {
     }
 
     /// Keeps `calls` and `command`, emptied, for the next calls.
-    fn give_back<const N: usize>(&mut self, calls: [Call; N], mut command: Vec<u8>) {
+    fn give_back(&mut self, calls: impl IntoIterator<Item = Call>, mut command: Vec<u8>) {
         for mut call in calls {
             call.keys.clear();
             call.args.clear();
