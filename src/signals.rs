@@ -101,27 +101,25 @@ impl SignalPipe {
         self.read.as_fd()
     }
 
-    /// Every signal received since the last call, in arrival order.
-    pub fn drain(&self) -> Vec<Signal> {
-        let mut out = Vec::new();
+    /// The signals received since the last call, in arrival order: up to 64
+    /// of them, the rest (a burst) on the next call, the pipe still being
+    /// readable then. Nothing is allocated: a job's end brings a SIGCHLD, so
+    /// this runs for every job.
+    pub fn drain(&self) -> Drained {
+        let mut out = Drained {
+            bytes: [0; 64],
+            len: 0,
+            at: 0,
+        };
         if !PENDING.swap(false, Ordering::Relaxed) {
             return out;
         }
-        let mut buf = [0u8; 64];
-        loop {
-            match nix::unistd::read(&self.read, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    out.extend(
-                        buf[..n]
-                            .iter()
-                            .filter_map(|&b| Signal::try_from(i32::from(b)).ok()),
-                    );
-                    // A short read emptied the pipe.
-                    if n < buf.len() {
-                        break;
-                    }
-                }
+        // (A read cut short by a signal leaves PENDING set by its handler.)
+        if let Ok(n) = nix::unistd::read(&self.read, &mut out.bytes) {
+            out.len = n;
+            if n == out.bytes.len() {
+                // Possibly more behind it: look again next time.
+                PENDING.store(true, Ordering::Relaxed);
             }
         }
         out
@@ -164,6 +162,28 @@ pub fn block(signals: &[Signal]) -> SigSet {
 /// Restores a mask saved by [`block`]; pending signals are delivered now.
 pub fn restore(mask: SigSet) {
     let _ = signal::pthread_sigmask(signal::SigmaskHow::SIG_SETMASK, Some(&mask), None);
+}
+
+/// What [`SignalPipe::drain`] read: the signals, in arrival order.
+pub struct Drained {
+    bytes: [u8; 64],
+    len: usize,
+    at: usize,
+}
+
+impl Iterator for Drained {
+    type Item = Signal;
+
+    fn next(&mut self) -> Option<Signal> {
+        while self.at < self.len {
+            let byte = self.bytes[self.at];
+            self.at += 1;
+            if let Ok(sig) = Signal::try_from(i32::from(byte)) {
+                return Some(sig);
+            }
+        }
+        None
+    }
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes (EINTR counts as

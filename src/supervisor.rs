@@ -413,7 +413,7 @@ fn wait_for_redis(
                 .delay()
                 .min(give_up.saturating_duration_since(Instant::now())),
         );
-        let stop = signals.drain().into_iter().any(|s| {
+        let stop = signals.drain().any(|s| {
             matches!(
                 s,
                 Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP

@@ -507,7 +507,7 @@ fn a_signal_to_a_copy_that_still_has_the_handlers_is_its_own() {
                         ))
                     );
                     // (The owner's own SIGCHLD for the copy's end is its.)
-                    died && !pipe.drain().contains(&nix::sys::signal::Signal::SIGTERM)
+                    died && !pipe.drain().any(|s| s == nix::sys::signal::Signal::SIGTERM)
                 }
             };
             // SAFETY: leaving the forked test process at once.
@@ -518,6 +518,59 @@ fn a_signal_to_a_copy_that_still_has_the_handlers_is_its_own() {
                 waitpid(child, None).unwrap(),
                 WaitStatus::Exited(child, 0),
                 "the copy died of its own SIGTERM, which never reached the owner's pipe"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_burst_of_signals_is_read_whole_over_successive_drains() {
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    // 100 signals land in the pipe at once; one drain takes up to 64 and
+    // leaves the rest for the next: none may be lost or reordered.
+    // SAFETY: the child only installs the handlers, raises signals, reads a
+    // pipe and exits.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let pipe =
+                resque_fork::signals::SignalPipe::install(resque_fork::signals::HANDLED).unwrap();
+            for i in 0..100 {
+                let sig = if i % 2 == 0 {
+                    libc::SIGUSR1
+                } else {
+                    libc::SIGUSR2
+                };
+                // SAFETY: raise with a valid signal; its handler writes a byte.
+                unsafe { libc::raise(sig) };
+            }
+            let mut seen = Vec::new();
+            let mut drains = 0;
+            loop {
+                let got: Vec<Signal> = pipe.drain().collect();
+                if got.is_empty() {
+                    break;
+                }
+                drains += 1;
+                seen.extend(got);
+            }
+            let ordered = seen.iter().enumerate().all(|(i, s)| {
+                *s == if i % 2 == 0 {
+                    Signal::SIGUSR1
+                } else {
+                    Signal::SIGUSR2
+                }
+            });
+            let ok = seen.len() == 100 && ordered && drains == 2;
+            // SAFETY: leaving the forked test process at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => {
+            assert_eq!(
+                waitpid(child, None).unwrap(),
+                WaitStatus::Exited(child, 0),
+                "all 100 signals, in order, in two drains"
             );
         }
     }
