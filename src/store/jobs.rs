@@ -35,10 +35,7 @@ impl QueueSet {
 
     fn of(names: Vec<String>, keys: Vec<String>) -> QueueSet {
         QueueSet {
-            packed_keys: keys
-                .iter()
-                .flat_map(|key| format!("${}\r\n{key}\r\n", key.len()).into_bytes())
-                .collect(),
+            packed_keys: packed(&keys),
             keys,
             names,
         }
@@ -414,16 +411,9 @@ pub(super) struct StepKeys {
 
 impl StepKeys {
     fn new(keys: &Keys, id: &str) -> StepKeys {
-        let pack = |list: &[String]| {
-            let mut out = Vec::new();
-            for key in list {
-                bulk(&mut out, key.as_bytes());
-            }
-            out
-        };
         StepKeys {
             id: id.to_string(),
-            record_keys: pack(&[
+            record_keys: packed(&[
                 keys.worker(id),
                 keys.stat("processed"),
                 keys.worker_stat("processed", id),
@@ -431,7 +421,7 @@ impl StepKeys {
                 keys.worker_stat("failed", id),
                 keys.failed(),
             ]),
-            reserve_keys: pack(&[keys.worker(id), keys.pause_all()]),
+            reserve_keys: packed(&[keys.worker(id), keys.pause_all()]),
             name: String::new(),
             name_arg: Vec::new(),
         }
@@ -446,6 +436,16 @@ impl StepKeys {
         }
         &self.name_arg
     }
+}
+
+/// `keys` as RESP bulk strings, one after the other, ready to splice into a
+/// command.
+fn packed(keys: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.iter().map(|k| k.len() + 16).sum());
+    for key in keys {
+        bulk(&mut out, key.as_bytes());
+    }
+    out
 }
 
 /// A script call's keys and arguments, packed as RESP bulk strings as they
