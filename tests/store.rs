@@ -98,6 +98,14 @@ fn failed<'a>(in_flight: &'a [u8], retry: Option<RetryWrite<'a>>) -> Outcome<'a>
     }
 }
 
+/// A completed job's outcome, as worker h:1:q records it.
+fn completed(in_flight: &[u8]) -> Outcome<'_> {
+    Outcome {
+        failure_record: None,
+        ..failed(in_flight, None)
+    }
+}
+
 #[test]
 fn a_retried_record_counts_once() {
     let redis = RedisServer::start();
@@ -362,10 +370,7 @@ fn one_step_records_a_job_and_reserves_the_next_and_a_retry_of_it_counts_once() 
     assert_eq!(redis.int("resque:stat:processed"), 1);
 
     // The last job: recorded, and nothing left to reserve.
-    let done = Outcome {
-        failure_record: None,
-        ..failed(&next_in_flight, None)
-    };
+    let done = completed(&next_in_flight);
     let (recorded, next) = s
         .record_and_reserve(&done, &me("t1"), &queues, "2024-01-15T10:32:00Z", 3)
         .unwrap();
@@ -449,10 +454,9 @@ fn the_record_step_accepts_the_started_form_only_when_a_note_was_sent() {
     s.job_started("h:1:q", &in_flight, &started, Some("j1"), 4242)
         .unwrap();
     let outcome = Outcome {
-        failure_record: None,
         in_flight_started: Some(&started),
         pid_key: Some(("resque:job:j1:pid", 4242)),
-        ..failed(&in_flight, None)
+        ..completed(&in_flight)
     };
     assert!(s.record(&outcome).unwrap());
     assert_eq!(redis.int("resque:stat:processed"), 1);
@@ -467,10 +471,7 @@ fn the_record_step_accepts_the_started_form_only_when_a_note_was_sent() {
         .arg("")
         .query(&mut redis.conn())
         .unwrap();
-    let outcome = Outcome {
-        failure_record: None,
-        ..failed(&in_flight, None)
-    };
+    let outcome = completed(&in_flight);
     assert!(!s.record(&outcome).unwrap());
     assert_eq!(redis.int("resque:stat:processed"), 1);
 }
@@ -497,10 +498,7 @@ fn one_step_over_thousands_of_queues_takes_from_the_first_that_holds_a_job() {
         } = next
         {
             taken.push(String::from_utf8(payload).unwrap());
-            let done = Outcome {
-                failure_record: None,
-                ..failed(&in_flight, None)
-            };
+            let done = completed(&in_flight);
             let (recorded, reserved) = s
                 .record_and_reserve(&done, &me("t1"), &queues, "2024-01-15T10:31:00Z", 2)
                 .unwrap();
