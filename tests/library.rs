@@ -117,8 +117,7 @@ fn every_hook_fires_once_in_its_process_in_order() {
 fn typed_args_round_trip_between_rust_node_and_the_worker() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let outbox = jobs.scratch("outbox");
-    std::fs::create_dir(&outbox).unwrap();
+    let outbox = jobs.outbox();
     let producer = Producer::connect(&redis.url()).unwrap();
     producer
         .enqueue_job(
@@ -240,8 +239,7 @@ fn jobs_ending_during_redis_calls_do_not_interrupt_them() {
 fn rust_jobs_run_forked_and_their_errors_become_failure_records() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let outbox = jobs.scratch("outbox");
-    std::fs::create_dir(&outbox).unwrap();
+    let outbox = jobs.outbox();
     let exec_marker = jobs.scratch("exec-ran");
     jobs.add("Shell", &format!("touch {}", exec_marker.display()));
     for payload in [
@@ -348,8 +346,7 @@ fn rust_jobs_ask_for_retries_and_registered_policies_apply() {
 fn what_a_rust_job_starts_sees_the_worker_id_and_no_redis_address() {
     let redis = RedisServer::start();
     let jobs = JobsDir::new();
-    let outbox = jobs.scratch("outbox");
-    std::fs::create_dir(&outbox).unwrap();
+    let outbox = jobs.outbox();
     for keep in [false, true] {
         redis.push("q", r#"{"class":"Env","args":[]}"#);
         let mut cmd = example(&redis, &jobs);

@@ -292,6 +292,14 @@ impl JobsDir {
         self.dir.path().join(name)
     }
 
+    /// An empty directory `outbox` beside the jobs, where the example
+    /// worker's jobs write what they saw (its `OUTBOX`).
+    pub fn outbox(&self) -> PathBuf {
+        let dir = self.scratch("outbox");
+        std::fs::create_dir(&dir).expect("the outbox");
+        dir
+    }
+
     /// A job that appends its pid to `<class>.pids`, then waits for the
     /// returned gate file to exist and exits with `exit`: the test looks at
     /// Redis while it runs, and lets it finish by creating the gate.
