@@ -13,7 +13,8 @@ const STARTED_NOTE_AFTER: Duration = Duration::from_millis(10);
 
 /// The note that a job's process started, waiting for its moment.
 pub(super) struct StartedNote<'a> {
-    due: Instant,
+    /// When the note is to be sent; `None` once it has been.
+    due: Option<Instant>,
     in_flight: &'a [u8],
     job_id: Option<&'a str>,
     pid: i32,
@@ -57,7 +58,7 @@ impl Worker<'_> {
         proctitle::set_fmt(format_args!("Forked {pid} at {}", timefmt::now_epoch()));
         let now = Instant::now();
         let mut note = StartedNote {
-            due: now + STARTED_NOTE_AFTER,
+            due: Some(now + STARTED_NOTE_AFTER),
             in_flight,
             job_id: job.id(),
             pid,
@@ -115,7 +116,6 @@ impl Worker<'_> {
         clock: &mut JobClock,
         note: &mut StartedNote<'_>,
     ) -> WaitStatus {
-        let mut note_due = true;
         // A process started a moment ago has not ended yet: the first look
         // is the poll below (its end wakes it, by SIGCHLD on the signal
         // pipe), which saves a wait4 per job.
@@ -126,7 +126,7 @@ impl Worker<'_> {
                     return status;
                 }
             }
-            let next = match (clock.next(), note_due.then_some(note.due)) {
+            let next = match (clock.next(), note.due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -142,8 +142,7 @@ impl Worker<'_> {
             process.read_pipes();
             self.handle_signals(Some((process, &mut *clock)));
             let now = Instant::now();
-            if note_due && note.due <= now {
-                note_due = false;
+            if note.due.take_if(|due| *due <= now).is_some() {
                 // The job process leads its own process group: pgid = pid.
                 note.started = crate::payload::with_pgid(note.in_flight, note.pid);
                 if let Some(started) = &note.started {
