@@ -477,39 +477,19 @@ fn a_worker_that_panics_never_takes_the_supervisors_pidfile_with_it() {
     assert!(!pidfile.exists());
 }
 
-#[test]
-fn a_signal_to_a_copy_that_still_has_the_handlers_is_its_own() {
+/// Runs `check` in a forked copy of the test process that has installed the
+/// worker's signal handlers (they are process-wide, and the test threads
+/// must keep theirs), and asserts it held: `what` says what it checks.
+fn with_signal_pipe(what: &str, check: impl FnOnce(&resque_fork::signals::SignalPipe) -> bool) {
     use nix::sys::wait::{waitpid, WaitStatus};
     use nix::unistd::{fork, ForkResult};
-    // A job process between its fork and its own handler reset: a signal it
-    // gets must act on it (default action), never land in the owner's pipe.
-    // SAFETY: the child only forks, signals and exits; no locks are taken
-    // that another test thread could hold.
+    // SAFETY: the child installs the handlers, runs `check` (which only
+    // forks, signals and reads a pipe) and exits; no locks are taken that
+    // another test thread could hold.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
-            let pipe =
-                resque_fork::signals::SignalPipe::install(resque_fork::signals::HANDLED).unwrap();
-            let ok = match unsafe { fork() }.unwrap() {
-                ForkResult::Child => {
-                    // SAFETY: raise with a valid signal; _exit ends the copy.
-                    unsafe {
-                        libc::raise(libc::SIGTERM);
-                        libc::_exit(0)
-                    }
-                }
-                ForkResult::Parent { child } => {
-                    let died = matches!(
-                        waitpid(child, None),
-                        Ok(WaitStatus::Signaled(
-                            _,
-                            nix::sys::signal::Signal::SIGTERM,
-                            _
-                        ))
-                    );
-                    // (The owner's own SIGCHLD for the copy's end is its.)
-                    died && !pipe.drain().any(|s| s == nix::sys::signal::Signal::SIGTERM)
-                }
-            };
+            let ok = resque_fork::signals::SignalPipe::install(resque_fork::signals::HANDLED)
+                .is_ok_and(|pipe| check(&pipe));
             // SAFETY: leaving the forked test process at once.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
@@ -517,63 +497,72 @@ fn a_signal_to_a_copy_that_still_has_the_handlers_is_its_own() {
             assert_eq!(
                 waitpid(child, None).unwrap(),
                 WaitStatus::Exited(child, 0),
-                "the copy died of its own SIGTERM, which never reached the owner's pipe"
+                "{what}"
             );
         }
     }
 }
 
 #[test]
-fn a_burst_of_signals_is_read_whole_over_successive_drains() {
+fn a_signal_to_a_copy_that_still_has_the_handlers_is_its_own() {
     use nix::sys::signal::Signal;
     use nix::sys::wait::{waitpid, WaitStatus};
     use nix::unistd::{fork, ForkResult};
+    // A job process between its fork and its own handler reset: a signal it
+    // gets must act on it (default action), never land in the owner's pipe.
+    with_signal_pipe(
+        "the copy died of its own SIGTERM, which never reached the owner's pipe",
+        // SAFETY: the copy only raises a signal and exits.
+        |pipe| match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                // SAFETY: raise with a valid signal; _exit ends the copy.
+                unsafe {
+                    libc::raise(libc::SIGTERM);
+                    libc::_exit(0)
+                }
+            }
+            ForkResult::Parent { child } => {
+                let died = matches!(
+                    waitpid(child, None),
+                    Ok(WaitStatus::Signaled(_, Signal::SIGTERM, _))
+                );
+                // (The owner's own SIGCHLD for the copy's end is its.)
+                died && !pipe.drain().any(|s| s == Signal::SIGTERM)
+            }
+        },
+    );
+}
+
+#[test]
+fn a_burst_of_signals_is_read_whole_over_successive_drains() {
+    use nix::sys::signal::Signal;
     // 100 signals land in the pipe at once; one drain takes up to 64 and
     // leaves the rest for the next: none may be lost or reordered.
-    // SAFETY: the child only installs the handlers, raises signals, reads a
-    // pipe and exits.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let pipe =
-                resque_fork::signals::SignalPipe::install(resque_fork::signals::HANDLED).unwrap();
-            for i in 0..100 {
-                let sig = if i % 2 == 0 {
-                    libc::SIGUSR1
-                } else {
-                    libc::SIGUSR2
-                };
-                // SAFETY: raise with a valid signal; its handler writes a byte.
-                unsafe { libc::raise(sig) };
-            }
-            let mut seen = Vec::new();
-            let mut drains = 0;
-            loop {
-                let got: Vec<Signal> = pipe.drain().collect();
-                if got.is_empty() {
-                    break;
-                }
-                drains += 1;
-                seen.extend(got);
-            }
-            let ordered = seen.iter().enumerate().all(|(i, s)| {
-                *s == if i % 2 == 0 {
-                    Signal::SIGUSR1
-                } else {
-                    Signal::SIGUSR2
-                }
-            });
-            let ok = seen.len() == 100 && ordered && drains == 2;
-            // SAFETY: leaving the forked test process at once.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    let nth = |i: usize| {
+        if i.is_multiple_of(2) {
+            Signal::SIGUSR1
+        } else {
+            Signal::SIGUSR2
         }
-        ForkResult::Parent { child } => {
-            assert_eq!(
-                waitpid(child, None).unwrap(),
-                WaitStatus::Exited(child, 0),
-                "all 100 signals, in order, in two drains"
-            );
+    };
+    with_signal_pipe("all 100 signals, in order, in two drains", |pipe| {
+        for i in 0..100 {
+            // SAFETY: raise with a valid signal; its handler writes a byte.
+            unsafe { libc::raise(nth(i) as libc::c_int) };
         }
-    }
+        let mut seen = Vec::new();
+        let mut drains = 0;
+        loop {
+            let got: Vec<Signal> = pipe.drain().collect();
+            if got.is_empty() {
+                break;
+            }
+            drains += 1;
+            seen.extend(got);
+        }
+        let ordered = seen.iter().enumerate().all(|(i, s)| *s == nth(i));
+        seen.len() == 100 && ordered && drains == 2
+    });
 }
 
 #[test]
